@@ -1,0 +1,54 @@
+"""The ``detforge`` command line: a thin Typer layer over the library.
+
+Each command group lives in its own module and is added here. A ``DetforgeError``
+raised anywhere below is printed as ``ErrorName: message`` on stderr, without a
+traceback, and the process exits with the error's ``exit_code``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from detforge.core.errors import DetforgeError
+
+__all__ = ["app", "main"]
+
+
+class _Group(TyperGroup):
+    """Root group that turns DetforgeError into a one-line message and an exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # type: ignore[arg-type]
+        except DetforgeError as exc:
+            typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from exc
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="detforge",
+    help="From labelled images to a validated, optimised object detector.\n\n"
+         "Example: detforge data synth ds --images 64 --classes 3 --seed 0",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from detforge.cli.data import app as data_app
+
+    app.add_typer(data_app, name="data")
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point of the ``detforge`` script."""
+    sys.exit(app())

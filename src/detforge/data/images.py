@@ -1,0 +1,54 @@
+"""Image file helpers shared by the format readers and writers."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from PIL import Image, UnidentifiedImageError
+
+from detforge.core.errors import DatasetError
+
+__all__ = ["IMAGE_EXTENSIONS", "image_key", "image_size", "list_images"]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+# Folder names that belong to a format's layout, not to the image's identity.
+_LAYOUT_DIRS = frozenset({"images", "jpegimages", "image_2", "training", "testing", "train",
+                          "val", "valid", "test"})
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image, read from its header only (EXIF rotation ignored).
+
+    Raises:
+        DatasetError: The file is missing or not a readable image.
+    """
+    try:
+        with Image.open(path) as im:
+            return int(im.width), int(im.height)
+    except FileNotFoundError as exc:
+        raise DatasetError("image file not found", path=path) from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DatasetError(f"not a readable image ({exc})", path=path) from exc
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def image_key(file: str) -> str:
+    """An image's identity inside a dataset, free of format layout folders.
+
+    ``images/train/cam1/0001.jpg`` -> ``cam1/0001.jpg``; ``JPEGImages/a.jpg`` -> ``a.jpg``.
+    Writers place images at ``<format image dir>/[<split>/]<key>``, so converting between
+    formats keeps sub-folders but never nests layout folders.
+    """
+    parts = list(PurePosixPath(file).parts)
+    while len(parts) > 1 and parts[0].lower() in _LAYOUT_DIRS:
+        parts.pop(0)
+    return "/".join(parts)
