@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import typer
+from typer._click.core import Context
 from typer.core import TyperGroup
 
 from detforge.core.errors import DetforgeError
@@ -21,9 +22,9 @@ __all__ = ["app", "main"]
 class _Group(TyperGroup):
     """Root group that turns DetforgeError into a one-line message and an exit code."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         try:
-            return super().invoke(ctx)  # type: ignore[arg-type]
+            return super().invoke(ctx)
         except DetforgeError as exc:
             typer.echo(f"{type(exc).__name__}: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from exc
