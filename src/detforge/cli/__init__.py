@@ -7,6 +7,7 @@ traceback, and the process exits with the error's ``exit_code``.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -41,10 +42,23 @@ app = typer.Typer(
 )
 
 
+# Command modules, each with ``register(app)``; ``data`` is a group of its own.
+_COMMAND_MODULES = ("train", "evaluate", "export", "predict", "deploy", "demo")
+
+
 def _register() -> None:
     from detforge.cli.data import app as data_app
 
     app.add_typer(data_app, name="data")
+    for name in _COMMAND_MODULES:
+        module = f"detforge.cli.{name}"
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a real missing dependency: keep the error
+                raise
+            continue
+        mod.register(app)
 
 
 _register()
