@@ -43,7 +43,7 @@ app = typer.Typer(
 
 
 # Command modules, each with ``register(app)``; ``data`` is a group of its own.
-_COMMAND_MODULES = ("train", "evaluate", "export", "predict", "deploy", "demo")
+_COMMAND_MODULES = ("train", "evaluate", "export", "engine", "predict", "deploy", "demo")
 
 
 def _register() -> None:

@@ -1,0 +1,1 @@
+"""Deployment: target devices, bundles, verification and the model registry."""

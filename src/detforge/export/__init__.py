@@ -1,0 +1,1 @@
+"""Export and optimisation: ONNX layouts, parity, quantisation, TensorRT engines."""

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from detforge.cli import app
+from detforge.core.errors import ConfigError, ExportError, TargetCapabilityError
+from detforge.deploy.targets import TARGETS, get_target
+from detforge.export.engine import build_or_script
+from detforge.export.engine_plan import (
+    engine_file_name,
+    onnx_input,
+    parse_batch_range,
+    parse_size,
+    plan_engine,
+    trtexec_command,
+)
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("text", "expect"), [("1", (1, 1, 1)), ("4", (4, 4, 4)),
+                                              ("1-8", (1, 4, 8)), ("2-16", (2, 8, 16))])
+def test_batch_range(text: str, expect: tuple[int, int, int]) -> None:
+    assert parse_batch_range(text) == expect
+
+
+@pytest.mark.parametrize("bad", ["0", "8-1", "a-b", ""])
+def test_bad_batch_range(bad: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_batch_range(bad)
+
+
+def test_parse_size() -> None:
+    assert parse_size("2GiB") == 2048 and parse_size("512MiB") == 512 and parse_size("64") == 64
+
+
+def test_onnx_input(tmp_path: Path, conv_onnx_factory) -> None:
+    make_conv_onnx = conv_onnx_factory
+    dyn = make_conv_onnx(tmp_path / "d.onnx")
+    assert onnx_input(dyn) == ("images", (None, 3, 32, 48), False)
+    fixed = make_conv_onnx(tmp_path / "f.onnx", batch=2, qdq=True)
+    assert onnx_input(fixed) == ("images", (2, 3, 32, 48), True)
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ExportError, match="bad.onnx"):
+        onnx_input(tmp_path / "bad.onnx")
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS), ids=sorted(TARGETS))
+def test_trtexec_command_per_target(name: str, conv_onnx: Path) -> None:
+    target = get_target(name)
+    precision = target.precision
+    plan = plan_engine(conv_onnx, target, precision, batch=(1, 2, 4))
+    cmd = trtexec_command(plan)
+    assert cmd[:3] == ["trtexec", "--onnx=model.onnx",
+                       f"--saveEngine={engine_file_name(4, precision)}"]
+    assert "--minShapes=images:1x3x32x48" in cmd and "--maxShapes=images:4x3x32x48" in cmd
+    assert "--optShapes=images:2x3x32x48" in cmd
+    if target.tensorrt_major >= 11:
+        assert "--stronglyTyped" in cmd and "--fp16" not in cmd
+    elif precision == "fp16":
+        assert "--fp16" in cmd and "--int8" not in cmd
+    elif precision == "int8":
+        assert "--int8" in cmd
+
+
+def test_int8_refused_on_nano(conv_onnx: Path) -> None:
+    with pytest.raises(TargetCapabilityError, match="fp32, fp16"):
+        plan_engine(conv_onnx, get_target("jetson-nano"), "int8")
+
+
+def test_fixed_batch_model_refuses_range(tmp_path: Path, conv_onnx_factory) -> None:
+    onnx_path = conv_onnx_factory(tmp_path / "m.onnx", batch=1)
+    with pytest.raises(ExportError, match="--batch dynamic"):
+        plan_engine(onnx_path, get_target("t4"), "fp16", batch=(1, 4, 8))
+    plan = plan_engine(onnx_path, get_target("t4"), "fp16")
+    assert not plan.dynamic and not any("Shapes" in c for c in trtexec_command(plan))
+
+
+def test_build_or_script_writes_script(conv_onnx: Path) -> None:
+    result = build_or_script(conv_onnx, get_target("orin-nano"), "int8", batch="1-4")
+    assert result.manifest is None and result.reason
+    text = result.script.read_text()
+    assert text.startswith("#!/usr/bin/env bash") and "--int8" in text
+    assert "TensorRT 10.3.0" in text and result.script.stat().st_mode & 0o111
+
+
+def test_cli_engine_build_exit_codes(conv_onnx: Path) -> None:
+    bad = runner.invoke(app, ["engine", "build", str(conv_onnx), "--target", "jetson-tx2",
+                              "--precision", "int8"])
+    assert bad.exit_code == 2
+    assert "TargetCapabilityError" in bad.output and "fp32, fp16" in bad.output
+    ok = runner.invoke(app, ["engine", "build", str(conv_onnx), "--target", "t4",
+                             "--precision", "fp16", "--batch", "1-8"])
+    assert ok.exit_code == 0, ok.output
+    assert "trtexec --onnx=model.onnx" in ok.output and "--fp16" in ok.output
+
+
+def test_cli_engine_inspect(tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    missing = runner.invoke(app, ["engine", "inspect", str(engine)])
+    assert missing.exit_code == 1 and "no manifest" in missing.output
+    (tmp_path / "m.engine.json").write_text(json.dumps({"gpu_name": "Orin", "precision": "int8"}))
+    shown = runner.invoke(app, ["engine", "inspect", str(engine)])
+    assert shown.exit_code == 0 and "Orin" in shown.output
+
+
+def test_cli_targets_json() -> None:
+    out = runner.invoke(app, ["targets", "--json"])
+    rows = json.loads(out.output)
+    nano = next(r for r in rows if r["name"] == "jetson-nano")
+    assert nano["precisions"] == ["fp32", "fp16"] and nano["sm"] == "sm_53"
+    table = runner.invoke(app, ["targets"])
+    assert "orin-nano" in table.output and "sm_87" in table.output
