@@ -81,7 +81,8 @@ def figure_to_data_uri(fig: Figure, *, dpi: int = 96) -> str:
         True
     """
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    # no "Software" tag: matplotlib's default names its web site inside the PNG
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
