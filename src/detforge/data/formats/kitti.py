@@ -1,0 +1,302 @@
+"""KITTI object detection (``label_2``): one text label file per image.
+
+Layout read (``training/`` is optional) and written::
+
+    root/[training/]
+      image_2/<id>.<ext>
+      label_2/<id>.txt          one object per line
+      ImageSets/<split>.txt     optional: image ids of each split
+      labels.txt                optional class order, one name per line
+
+Each label line has 15 fields and an optional score (results files)::
+
+    type truncated occluded alpha x1 y1 x2 y2 h w l x y z rotation_y [score]
+
+Conventions:
+
+* ``DontCare`` lines are ignore regions (``ignore=True``, ``class_id=-1``), never a class,
+  and are written back as ``DontCare`` lines.
+* ``truncated`` is kept as a float and ``occluded`` as an integer (0..3).
+* ``alpha``, ``dimensions`` (h, w, l), ``location`` (x, y, z), ``rotation_y`` and, when any
+  line has one, ``score`` (NaN where absent) are kept in ``BoxTable.extra`` so a
+  KITTI -> KITTI round trip is lossless. Data without them (read from another format) is
+  written with the devkit's "unknown" values: alpha -10, dimensions -1, location -1000,
+  rotation_y -10.
+* ``BoxTable.line`` is the 1-based line of each box and ``ImageTable.label_file`` the label
+  file relative to the root, so findings name both.
+* Classes come from ``labels.txt`` when present (names found but not listed are appended,
+  sorted), else the names found, sorted; ``DontCare`` is never a class.
+* Image sizes come from the image headers (0 x 0 when the image is missing or unreadable).
+* KITTI has no ``difficult`` or ``iscrowd`` flag (the devkit derives difficulty from box
+  height, occlusion and truncation), so those flags are not written.
+* Splits follow ``ImageSets/<split>.txt`` (see :func:`detforge.data.formats.voc.read_image_sets`).
+  ``testing/`` (images without labels) is not read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detforge.core.errors import DatasetError
+from detforge.data.dataset import UNSET_SPLIT, BoxTable, Dataset, ImageTable
+from detforge.data.formats._common import place_images, progress, read_text, staged_output
+from detforge.data.formats.voc import (
+    ImageIndex,
+    class_order,
+    fmt_num,
+    output_ids,
+    put_text,
+    read_image_sets,
+    write_image_sets,
+    write_labels_txt,
+)
+
+__all__ = ["DONTCARE", "FIELDS", "detect", "read", "write"]
+
+DONTCARE = "DontCare"
+"""The KITTI type of an ignore region."""
+
+FIELDS = ("type", "truncated", "occluded", "alpha", "x1", "y1", "x2", "y2", "h", "w", "l",
+          "x", "y", "z", "rotation_y")
+"""The 15 fields of a KITTI label line (a 16th, ``score``, is optional)."""
+
+_EXPECTED = " ".join(FIELDS) + " [score]"
+_DEFAULTS: dict[str, tuple[float, ...]] = {
+    "alpha": (-10.0,), "dimensions": (-1.0, -1.0, -1.0),
+    "location": (-1000.0, -1000.0, -1000.0), "rotation_y": (-10.0,)}
+
+
+def _base(path: Path) -> Path:
+    """The folder holding ``label_2/``: ``path`` or ``path/training``."""
+    if not (path / "label_2").is_dir() and (path / "training" / "label_2").is_dir():
+        return path / "training"
+    return path
+
+
+def detect(path: Path) -> bool:
+    """True when ``path`` holds ``label_2/`` (or ``training/label_2/``).
+
+    Args:
+        path: Candidate dataset root.
+
+    Returns:
+        Whether ``path`` looks like a KITTI object dataset.
+    """
+    path = Path(path)
+    return path.is_dir() and (_base(path) / "label_2").is_dir()
+
+
+class _Columns:
+    """Box columns accumulated while reading."""
+
+    def __init__(self) -> None:
+        self.image: list[int] = []
+        self.names: list[str] = []
+        self.truncated: list[float] = []
+        self.occluded: list[int] = []
+        self.nums: list[list[float]] = []  # alpha, x1..y2, h w l, x y z, rotation_y, score
+        self.line: list[int] = []
+        self.has_score = False
+
+
+def _parse_line(fields: list[str], path: Path, line: int) -> tuple[str, float, int, list[float]]:
+    if len(fields) not in (15, 16):
+        raise DatasetError(f"{len(fields)} fields, expected 15 or 16: {_EXPECTED}",
+                           path=path, line=line)
+    names = (*FIELDS, "score")
+    values: list[float] = []
+    for k in range(1, len(fields)):
+        try:
+            values.append(float(fields[k]))
+        except ValueError:
+            raise DatasetError(f"{names[k]} = {fields[k]!r} is not a number; expected fields: "
+                               f"{_EXPECTED}", path=path, line=line) from None
+    occluded = values[1]
+    if not occluded.is_integer():
+        raise DatasetError(f"occluded = {fields[2]!r} is not an integer (0..3); expected "
+                           f"fields: {_EXPECTED}", path=path, line=line)
+    return fields[0], values[0], int(occluded), values[2:]
+
+
+def _read_labels(path: Path, image: int, cols: _Columns) -> None:
+    for line, raw in enumerate(read_text(path).splitlines(), start=1):
+        fields = raw.split()
+        if not fields:
+            continue
+        name, truncated, occluded, nums = _parse_line(fields, path, line)
+        if len(nums) == 13:
+            cols.has_score = True
+        else:
+            nums.append(float("nan"))
+        cols.image.append(image)
+        cols.names.append(name)
+        cols.truncated.append(truncated)
+        cols.occluded.append(occluded)
+        cols.nums.append(nums)
+        cols.line.append(line)
+
+
+def _size(images: ImageIndex, rel: str) -> tuple[int, int]:
+    if not images.find(rel):
+        return 0, 0
+    try:
+        return images.size(rel)
+    except DatasetError:
+        return 0, 0
+
+
+def read(path: Path) -> Dataset:
+    """Read a KITTI object (``label_2``) dataset.
+
+    Args:
+        path: The dataset root (holding ``label_2/`` or ``training/label_2/``).
+
+    Returns:
+        The dataset; image and label paths are relative to ``path``.
+
+    Raises:
+        DatasetError: No ``label_2/`` folder, or a malformed line (the message names the
+            file, the 1-based line, the offending value and the expected fields).
+
+    Example:
+        >>> ds = read(Path("kitti"))  # doctest: +SKIP
+    """
+    path = Path(path)
+    base = _base(path)
+    labels = base / "label_2"
+    if not labels.is_dir():
+        raise DatasetError("no label_2/ folder; a KITTI dataset has image_2/ and label_2/ "
+                           "(optionally under training/)", path=path)
+    prefix = base.relative_to(path).as_posix()
+    prefix = "" if prefix == "." else f"{prefix}/"
+    label_ids = {p.relative_to(labels).with_suffix("").as_posix(): p
+                 for p in sorted(labels.rglob("*.txt"))}
+    images = ImageIndex(base / "image_2")
+    sets = base / "ImageSets" if (base / "ImageSets").is_dir() else path / "ImageSets"
+    split_of, conflicts, listed = read_image_sets(sets)
+    dangling = [(s, i) for s, i in listed if i not in label_ids and not images.find_stem(i)]
+    gone = {i for _, i in dangling}
+    ids = sorted(set(label_ids) | {i for _, i in listed if i not in gone})
+
+    files: list[str] = []
+    sizes: list[tuple[int, int]] = []
+    cols = _Columns()
+    for n, ident in enumerate(progress(ids, total=len(ids), desc="kitti labels")):
+        rel = images.find_stem(ident) or f"{ident}.png"
+        files.append(f"{prefix}image_2/{rel}")
+        sizes.append(_size(images, rel))
+        if ident in label_ids:
+            _read_labels(label_ids[ident], n, cols)
+
+    ignore = np.asarray([n.lower() == DONTCARE.lower() for n in cols.names], bool)
+    classes, class_id = class_order(
+        base / "labels.txt" if (base / "labels.txt").is_file() else path / "labels.txt",
+        [n for n, ig in zip(cols.names, ignore, strict=True) if not ig])
+    ids_all = np.full(len(cols.names), -1, np.int32)
+    ids_all[~ignore] = class_id
+    nums = np.asarray(cols.nums, np.float64).reshape(-1, 13)
+    extra: dict[str, NDArray[Any]] = {
+        "alpha": nums[:, 0], "dimensions": nums[:, 5:8], "location": nums[:, 8:11],
+        "rotation_y": nums[:, 11]}
+    if cols.has_score:
+        extra["score"] = nums[:, 12]
+    table = ImageTable.build(
+        files, [w for w, _ in sizes], [h for _, h in sizes],
+        split=[split_of.get(i, UNSET_SPLIT) for i in ids],
+        label_file=[f"{prefix}label_2/{i}.txt" if i in label_ids else "" for i in ids])
+    boxes = BoxTable.build(cols.image, nums[:, 1:5], ids_all, truncated=cols.truncated,
+                           occluded=cols.occluded, ignore=ignore, line=cols.line, extra=extra)
+    info: dict[str, Any] = {"format": "kitti", "name": path.name}
+    if conflicts:
+        info["split_conflicts"] = conflicts
+    if dangling:
+        info["dangling_split_ids"] = dangling
+    return Dataset(classes, table, boxes, root=path, info=info)
+
+
+def _extra(boxes: BoxTable, name: str) -> NDArray[np.float64]:
+    """Extra column ``name`` as ``[M, k]`` float64, or the devkit default when absent."""
+    default = _DEFAULTS[name]
+    m = len(boxes)
+    if name not in boxes.extra:
+        return np.tile(np.asarray(default, np.float64), (m, 1))
+    try:
+        return np.asarray(boxes.extra[name], np.float64).reshape(m, len(default))
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"extra box column {name!r} has shape "
+                           f"{np.shape(boxes.extra[name])}, expected ({m}, {len(default)}) "
+                           "numbers; drop or fix the column before writing KITTI") from exc
+
+
+def _type_names(dataset: Dataset) -> list[str]:
+    for n in dataset.classes.names:
+        if not n or len(n.split()) != 1 or n != n.strip() or n.lower() == DONTCARE.lower():
+            raise DatasetError(f"class name {n!r} cannot be a KITTI type (it must be one word "
+                               f"and not {DONTCARE!r}); rename the class")
+    return list(dataset.classes.names)
+
+
+def _lines(dataset: Dataset) -> list[str]:
+    """One KITTI label line per box, in box order."""
+    b = dataset.boxes
+    names = _type_names(dataset)
+    cols = {n: _extra(b, n) for n in _DEFAULTS}
+    score = b.extra.get("score")
+    out: list[str] = []
+    for r in range(len(b)):
+        c = int(b.class_id[r])
+        if b.ignore[r]:
+            kind = DONTCARE
+        elif 0 <= c < len(names):
+            kind = names[c]
+        else:
+            img = dataset.images.file[int(b.image_index[r])]
+            raise DatasetError(f"box with class id {c} in image {img!r} is not one of the "
+                               f"{len(names)} classes; fix it (detforge data validate --fix) "
+                               "first")
+        nums = [cols["alpha"][r, 0], *b.xyxy[r], *cols["dimensions"][r], *cols["location"][r],
+                cols["rotation_y"][r, 0]]
+        text = " ".join([kind, fmt_num(b.truncated[r]), str(int(b.occluded[r])),
+                         *(fmt_num(v) for v in nums)])
+        if score is not None and np.isfinite(float(score[r])):
+            text += " " + fmt_num(np.float64(score[r]))
+        out.append(text)
+    return out
+
+
+def write(dataset: Dataset, out: Path) -> None:
+    """Write ``dataset`` in the KITTI object layout under ``out``.
+
+    Writes ``label_2/<id>.txt`` (one per image, empty images included; ignore regions as
+    ``DontCare`` lines), ``image_2/<key>`` (hard link or copy of each existing source
+    image), ``ImageSets/<split>.txt`` and ``labels.txt``.
+
+    Args:
+        dataset: The dataset to write.
+        out: New output folder (must not exist, or be empty); it appears only once
+            everything was written.
+
+    Raises:
+        ConfigError: ``out`` exists and is not empty.
+        DatasetError: A class name is not a single word (or is ``DontCare``), two images
+            map to the same id, or a box has a class id outside the class list.
+
+    Example:
+        >>> write(ds, Path("out/kitti"))  # doctest: +SKIP
+    """
+    ids = output_ids(dataset)
+    lines = _lines(dataset)
+    per_image = dataset.boxes_per_image()
+    with staged_output(Path(out)) as stage:
+        write_labels_txt(stage / "labels.txt", dataset.classes.names)
+        for i in progress(range(dataset.num_images), total=dataset.num_images,
+                          desc="kitti labels"):
+            text = "".join(f"{lines[r]}\n" for r in per_image[i])
+            put_text(stage / "label_2" / f"{ids[i][0]}.txt", text)
+        write_image_sets(stage / "ImageSets", [ident for ident, _ in ids],
+                         dataset.images.split.tolist())
+        place_images(dataset, stage, [f"image_2/{key}" for _, key in ids])
