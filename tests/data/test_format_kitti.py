@@ -90,8 +90,8 @@ def _assert_same(a: Dataset, b: Dataset) -> None:
         np.testing.assert_allclose(a.boxes.xyxy[ra], b.boxes.xyxy[rb], rtol=0, atol=1e-6)
         for col in ("class_id", "ignore", "truncated", "occluded"):
             assert getattr(a.boxes, col)[ra].tolist() == getattr(b.boxes, col)[rb].tolist()
-        for name, col in a.boxes.extra.items():
-            np.testing.assert_array_equal(col[ra], b.boxes.extra[name][rb])
+        for name, values in a.boxes.extra.items():
+            np.testing.assert_array_equal(values[ra], b.boxes.extra[name][rb])
 
 
 def test_round_trip_is_exact(small: Path, tmp_path: Path) -> None:
@@ -109,8 +109,9 @@ def test_round_trip_is_exact(small: Path, tmp_path: Path) -> None:
 
 
 def test_write_defaults_for_data_without_3d_fields(tmp_path: Path) -> None:
+    xyxy: list[list[float]] = [[1, 2, 3.5, 4], [0, 0, 5, 5]]
     ds = Dataset(ClassMap.from_names(["car", "truck"]), ImageTable.build(["a.jpg"], [9], [9]),
-                 BoxTable.build([0, 0], [[1, 2, 3.5, 4], [0, 0, 5, 5]], [1, -1],
+                 BoxTable.build([0, 0], xyxy, [1, -1],
                                 ignore=[False, True], truncated=[0.5, 0], occluded=[3, 0]))
     kitti.write(ds, tmp_path / "out")
     lines = (tmp_path / "out" / "label_2" / "a.txt").read_text(encoding="utf-8").splitlines()
