@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from detforge.data.dataset import BoxTable, Dataset, ImageTable
+from detforge.data.dataset import Dataset
 from detforge.data.validate import Finding, ValidationReport, validate
 
-from .conftest import MakeDataset, W, build
+from .conftest import MakeDataset, plant_defects
 
 EXPECTED = [
     ("missing_image", "error", "images/train/img_00.png", None),
@@ -29,53 +26,6 @@ EXPECTED = [
     ("near_duplicate_image", "warning", "images/train/near_10.jpg", None),
     ("split_leak", "error", "images/val/leak_08.jpg", None),
 ]
-
-
-def _add_images(ds: Dataset, new: list[tuple[str, str, int]]) -> Dataset:
-    """Append images (file, split, copy labels of image row) with their own label files."""
-    im, b = ds.images, ds.boxes
-    files = [*im.file.tolist(), *(f for f, _, _ in new)]
-    splits = [*im.split.tolist(), *(s for _, s, _ in new)]
-    labels = [*im.label_file.tolist(),
-              *(f.replace("images/", "labels/").rsplit(".", 1)[0] + ".txt" for f, _, _ in new)]
-    n0 = len(im)
-    tables = [b]
-    for k, (_, _, src) in enumerate(new):
-        rows = b.take(b.image_index == src)
-        rows.image_index = np.full(len(rows), n0 + k, np.int32)
-        tables.append(rows)
-    images = ImageTable.build(files, [*im.width, *[W] * len(new)],
-                              [*im.height, *[64] * len(new)], split=splits, label_file=labels)
-    return Dataset(ds.classes, images, BoxTable.concat(tables), ds.root, dict(ds.info))
-
-
-def plant_defects(root: Path) -> Dataset:
-    """The clean dataset with one defect of each kind (see EXPECTED)."""
-    ds = build(root)
-    (root / "images/train/img_00.png").unlink()
-    (root / "images/train/img_01.jpg").write_bytes(b"this is not an image")
-    data = (root / "images/train/img_02.jpg").read_bytes()
-    (root / "images/train/img_02.jpg").write_bytes(data[: len(data) // 2])
-    ds.images.width[4] = 128
-    xyxy = ds.boxes.xyxy
-    xyxy[3 * 5 + 0, 2] = W + 10
-    xyxy[3 * 5 + 1] = [W + 20, 10, W + 40, 30]
-    xyxy[3 * 6 + 0, 2] = xyxy[3 * 6 + 0, 0]
-    xyxy[3 * 6 + 1, 1] = np.nan
-    ds.boxes.class_id[3 * 6 + 2] = 7
-    shutil.copy(root / "images/train/img_09.png", root / "images/train/copy_09.png")
-    (root / "images/val").mkdir(exist_ok=True)
-    shutil.copy(root / "images/train/img_08.jpg", root / "images/val/leak_08.jpg")
-    with Image.open(root / "images/train/img_10.jpg") as im:
-        brighter = Image.fromarray(np.clip(np.asarray(im, np.int16) + 4, 0, 255).astype(np.uint8))
-    brighter.save(root / "images/train/near_10.jpg", quality=90)
-    ds = _add_images(ds, [("images/train/copy_09.png", "train", 9),
-                          ("images/train/near_10.jpg", "train", 10),
-                          ("images/val/leak_08.jpg", "val", 8)])
-    dup = ds.boxes.take(np.array([3 * 8]))
-    dup.xyxy = dup.xyxy + 0.1
-    dup.line[:] = 4
-    return Dataset(ds.classes, ds.images, BoxTable.concat([ds.boxes, dup]), root, ds.info)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from detforge.data.dataset import Dataset
 from detforge.data.validate.annotations import box_findings
 from detforge.data.validate.dataset import dataset_findings
 from detforge.data.validate.duplicates import NEAR_DUPLICATE_BITS, duplicate_findings
+from detforge.data.validate.fix import FixResult, fix
 from detforge.data.validate.images import (
     ImageProbe,
     check_sizes,
@@ -67,24 +68,34 @@ def validate(dataset: Dataset, *, check_images: bool = True, progress: bool = Tr
 
 
 def validate_path(path: str | Path, *, fmt: str | None = None, check_images: bool = True,
-                  progress: bool = True) -> tuple[Dataset, ValidationReport]:
-    """Read a dataset from disk and validate it.
+                  progress: bool = True, fix_out: str | Path | None = None,
+                  fix_format: str | None = None) -> tuple[ValidationReport, FixResult | None]:
+    """Read a dataset from disk, validate it and, with ``fix_out``, write a repaired copy.
 
     Args:
         path: Dataset file or folder.
         fmt: Format name (``coco``, ``yolo``, ``voc``, ``kitti``); detected when None.
         check_images: Open the image files (see :func:`validate`).
         progress: Show a progress bar.
+        fix_out: New folder for a repaired copy (see :func:`~detforge.data.validate.fix`);
+            None writes nothing.
+        fix_format: Format of the repaired copy (default: the source's).
 
     Returns:
-        ``(dataset, report)``.
+        ``(report, fix_result)``; ``fix_result`` is None without ``fix_out``. The report
+        describes the source, so it keeps its errors after a fix.
 
     Raises:
         DatasetError: The dataset cannot be read (unknown layout, malformed file).
-        ConfigError: ``fmt`` is not a known format.
+        ConfigError: ``fmt`` is not a known format, or ``fix_out`` overlaps the source.
+
+    Example:
+        >>> report, fixed = validate_path("ds", fix_out="ds_fixed")  # doctest: +SKIP
     """
     from detforge.data.formats import read_dataset
 
     dataset = read_dataset(path, fmt)
     dataset.info.setdefault("path", str(path))
-    return dataset, validate(dataset, check_images=check_images, progress=progress)
+    report = validate(dataset, check_images=check_images, progress=progress)
+    fixed = None if fix_out is None else fix(dataset, report, fix_out, fix_format)
+    return report, fixed

@@ -1,4 +1,4 @@
-"""Dataset-wide checks: class imbalance, unused classes, empty images.
+"""Dataset-wide checks: class imbalance, unused classes, empty images, split files.
 
 Ignore regions (``ignore=True``) are not objects of any class, so they count neither
 towards class totals nor towards an image being non-empty.
@@ -48,6 +48,15 @@ def dataset_findings(ds: Dataset, *, imbalance_ratio: float = IMBALANCE_RATIO,
                 f"class {names[hi]!r} has {counts[hi]} boxes, class {names[lo]!r} only "
                 f"{counts[lo]} ({ratio:.0f}x, threshold {imbalance_ratio:g}x)",
                 f"label more {names[lo]!r} examples, or use class weights / oversampling"))
+    for conflict in ds.info.get("split_conflicts", []):
+        out.append(Finding("error", "split_leak", where, None,
+                           f"image listed in two splits: {conflict} (the reader kept the first)",
+                           "list each image in one split file only (--fix writes the copy "
+                           "with the first split)"))
+    for split, ident in ds.info.get("dangling_split_ids", []):
+        out.append(Finding("warning", "dangling_split_id", where, None,
+                           f"split {split!r} lists {ident!r}, which has no labels and no image",
+                           "remove the id from the split file or add the image"))
     objects = ds.boxes.image_index[~ds.boxes.ignore]
     per_image = np.bincount(objects, minlength=ds.num_images)
     for i in np.flatnonzero(per_image == 0).tolist():

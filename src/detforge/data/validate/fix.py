@@ -77,11 +77,11 @@ def _check_out(dataset: Dataset, out: Path) -> None:
     for src in sources:
         if target == src or target in src.parents or src in target.parents:
             raise ConfigError(
-                f"--fix output {out} overlaps the source dataset {src}; the source is never "
+                f"fix output folder {out} overlaps the source dataset {src}; the source is never "
                 "modified. Choose a folder outside the dataset, e.g. "
                 f"{src.parent / (src.name + '_fixed')}")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ConfigError(f"--fix output {out} already exists and is not an empty folder; "
+        raise ConfigError(f"fix output folder {out} already exists and is not an empty folder; "
                           "choose a new folder or delete it first")
 
 

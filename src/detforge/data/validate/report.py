@@ -67,8 +67,9 @@ def image_label_file(ds: Dataset, img: int) -> str:
     label = str(ds.images.label_file[img] or "")
     if label:
         return label
-    annotations = ds.info.get("annotation_file")
-    return str(annotations) if annotations else str(ds.images.file[img])
+    if ds.info.get("format") == "coco" and ds.info.get("source"):
+        return str(ds.info["source"])  # the annotation JSON (or its folder)
+    return str(ds.images.file[img])
 
 
 def dataset_location(ds: Dataset) -> str:
