@@ -409,15 +409,22 @@ def split_dataset_files(src: str | Path, out: str | Path, *,
     check_ratios(ratios)
     if out_format is not None:
         get_format(out_format)
-    src_r, out_r = src.resolve(), out.resolve()
-    if out_r == src_r or (src_r.is_dir() and out_r.is_relative_to(src_r)):
-        raise ConfigError(f"output {out} is the source dataset or inside it; the source is "
-                          f"never modified, so choose a folder outside {src}")
-    if out.is_file() or (out.is_dir() and any(out.iterdir())):
-        raise ConfigError(f"output {out} already exists and is not empty; choose a new folder "
-                          f"or delete it first")
+    src_r = src.resolve()
+    _check_output(out, src_r.parent if src_r.is_file() else src_r)
     dataset = read_dataset(src, src_format)
+    if dataset.root is not None:
+        _check_output(out, dataset.root.resolve())
     result = split_dataset(dataset, ratios=ratios, seed=seed, group_by=group_by)
     fmt = out_format or str(dataset.info.get("format") or src_format)
     write_dataset(result.dataset, out, fmt)
     return result
+
+
+def _check_output(out: Path, source: Path) -> None:
+    out_r = out.resolve()
+    if out_r == source or source in out_r.parents:
+        raise ConfigError(f"output {out} is the source dataset or lies inside it ({source}); "
+                          f"the source is never modified, so choose a folder outside it")
+    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+        raise ConfigError(f"output {out} already exists and is not empty; choose a new folder "
+                          f"or delete it first")
