@@ -183,9 +183,11 @@ def _collect(obj: dict[str, Any], root: Path, yml: Path) -> list[tuple[Path, str
     if not per_split:
         raise DatasetError("no train, val or test entry; add e.g. 'train: images/train'",
                            path=yml)
+    label_dirs = {k: _label_dirs(obj[k], root) for k in per_split}
     sets = [sorted(v) for v in per_split.values()]
     if len(sets) > 1 and all(s == sets[0] for s in sets):
         per_split = {UNSET_SPLIT: sets[0]}
+        label_dirs = {UNSET_SPLIT: set().union(*label_dirs.values())}
     seen: set[Path] = set()
     found: list[tuple[Path, str]] = []
     for split, imgs in per_split.items():
@@ -194,11 +196,10 @@ def _collect(obj: dict[str, Any], root: Path, yml: Path) -> list[tuple[Path, str
                 seen.add(im)
                 found.append((im, split))
     claimed = {label_path(im) for im, _ in found}
-    for split, imgs in per_split.items():
-        # label files without images, in the labels folder matching each images folder
-        dirs = {label_path(im).parent for im in imgs} | _label_dirs(obj.get(split), root)
-        for lab_dir in sorted(d for d in dirs if d.is_dir()):
-            for lab in sorted(lab_dir.glob("*.txt")):
+    for split in per_split:
+        # label files without images, in the labels folder of each images folder given
+        for lab_dir in sorted(d for d in label_dirs[split] if d.is_dir()):
+            for lab in sorted(lab_dir.rglob("*.txt")):
                 if lab not in claimed:
                     claimed.add(lab)
                     found.append((_image_of(lab), split))
@@ -206,8 +207,9 @@ def _collect(obj: dict[str, Any], root: Path, yml: Path) -> list[tuple[Path, str
 
 
 def _label_dirs(value: Any, root: Path) -> set[Path]:
-    items = value if isinstance(value, list) else [value] if isinstance(value, str) else []
-    dirs = {root / v for v in items if isinstance(v, str) and (root / v).is_dir()}
+    """Labels folders of the image folders (not list files) in a split entry."""
+    items = value if isinstance(value, list) else [value]
+    dirs = {root / v for v in items if (root / v).is_dir()}
     return {label_path(d / "x").parent for d in dirs}
 
 
