@@ -1,0 +1,278 @@
+"""Typed training config: presets, a YAML file, CLI flags and ``key.sub=value`` overrides.
+
+Precedence, lowest first: the model defaults, the preset (``--preset`` or ``preset:`` in the
+file), the config file (``--config``), the CLI flags, then ``--set key.sub=value``. Every
+layer goes through :class:`TrainConfig`, which rejects unknown keys and names the valid ones.
+
+Image size: ``imgsz`` is an int or ``[height, width]``. Ultralytics trains on square
+mosaics, so a rectangular size (the traffic preset's ``[384, 640]``) trains at its longer
+side (:attr:`TrainConfig.train_imgsz`) and is kept in the config for export, which builds
+the rectangular input. ``rect: true`` trains on letterboxed rectangular batches instead
+(Ultralytics turns mosaic off then).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, field_validator
+
+from detforge.core.config import StrictModel, apply_overrides, load_config
+from detforge.core.errors import ConfigError
+
+__all__ = ["PRESETS", "AugmentConfig", "OptimConfig", "TrackingConfig", "TrainConfig",
+           "config_to_yaml", "load_preset", "load_train_config", "model_for_size", "parse_imgsz",
+           "parse_sizes"]
+
+PRESETS = ("industrial", "ppe", "traffic", "wildlife")
+"""Names of the domain presets shipped in ``detforge/train/presets/``."""
+
+# Ultralytics model YAMLs detforge supports by name (built from scratch, no download).
+_MODEL_NAME = re.compile(r"^(?P<family>yolov8|yolo11)(?P<size>[nsmlx])\.yaml$"
+                         r"|^rtdetr-(?P<rsize>[lx])\.yaml$")
+_SIZES = ("n", "s", "m", "l", "x")
+
+
+class OptimConfig(StrictModel):
+    """Optimiser, learning-rate schedule, warm-up and nominal batch (gradient accumulation)."""
+
+    optimizer: Literal["auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp"] = "auto"
+    lr0: float = Field(0.01, gt=0)
+    lrf: float = Field(0.01, gt=0, le=1)
+    momentum: float = Field(0.937, ge=0, lt=1)
+    weight_decay: NonNegativeFloat = 0.0005
+    warmup_epochs: NonNegativeFloat = 3.0
+    cos_lr: bool = False
+    nbs: PositiveInt = 64
+    """Nominal batch: gradients accumulate over ``round(nbs / batch)`` batches per step."""
+
+
+class AugmentConfig(StrictModel):
+    """Training-time augmentation (probabilities and fractions)."""
+
+    hsv_h: float = Field(0.015, ge=0, le=1)
+    hsv_s: float = Field(0.7, ge=0, le=1)
+    hsv_v: float = Field(0.4, ge=0, le=1)
+    degrees: float = Field(0.0, ge=0, le=180)
+    translate: float = Field(0.1, ge=0, le=1)
+    scale: float = Field(0.5, ge=0)
+    fliplr: float = Field(0.5, ge=0, le=1)
+    flipud: float = Field(0.0, ge=0, le=1)
+    mosaic: float = Field(1.0, ge=0, le=1)
+    mixup: float = Field(0.0, ge=0, le=1)
+    close_mosaic: NonNegativeInt = 10
+
+
+class TrackingConfig(StrictModel):
+    """MLflow tracking. ``uri`` None: ``$MLFLOW_TRACKING_URI``, else ``<out>/mlflow.db``."""
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "detforge"
+    registered_model: str | None = None
+    """Name the best model is registered under; None: the run name."""
+
+
+class TrainConfig(StrictModel):
+    """Everything one training run needs; saved as ``config.yaml`` in the run directory.
+
+    Example:
+        >>> cfg = TrainConfig(data=Path("ds"), model="yolo11n.yaml", epochs=3, imgsz=320)
+        >>> cfg.train_imgsz
+        320
+    """
+
+    data: Path | None = None
+    model: str = "yolo11n.yaml"
+    preset: str | None = None
+    classes: list[str] | None = None
+    """Expected class names (presets set them); training refuses a dataset whose differ."""
+    sizes: list[Literal["n", "s", "m", "l", "x"]] = Field(default_factory=list)
+    epochs: PositiveInt = 100
+    imgsz: PositiveInt | tuple[PositiveInt, PositiveInt] = 640
+    rect: bool = False
+    batch: PositiveInt = 16
+    device: str = "cpu"
+    seed: int = 0
+    deterministic: bool = False
+    patience: PositiveInt = 50
+    amp: bool = True
+    """Mixed precision; only ever used on a GPU."""
+    workers: NonNegativeInt = 4
+    """Dataloader workers on a GPU (on CPU, Ultralytics loads in the training process)."""
+    threads: PositiveInt | None = None
+    """CPU threads for torch; None: every core this process may use."""
+    cache: bool = False
+    overfit: NonNegativeInt = 0
+    """Train on this many images with train = val (a sanity check); 0 disables."""
+    val: bool = True
+    plots: bool = True
+    name: str = "train"
+    out: Path = Path("runs")
+    resume: bool = False
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if _MODEL_NAME.match(value) or (Path(value).suffix in {".pt", ".yaml"}
+                                        and Path(value).is_file()):
+            return value
+        raise ValueError(
+            f"model {value!r} is neither a supported model YAML (yolov8n.yaml..yolov8x.yaml, "
+            "yolo11n.yaml..yolo11x.yaml, rtdetr-l.yaml, rtdetr-x.yaml) nor an existing local "
+            ".pt/.yaml file; nothing is downloaded, so give a YAML name or a local weights path")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value == "cpu" or re.fullmatch(r"\d+(,\d+)*", value):
+            return value
+        raise ValueError(f"device {value!r} must be 'cpu' or GPU indices like '0' or '0,1'")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError(f"run name {value!r} must be letters, digits, '_', '.', '-'")
+        return value
+
+    @property
+    def train_imgsz(self) -> int:
+        """The square size Ultralytics trains at: ``imgsz``, or its longer side."""
+        return self.imgsz if isinstance(self.imgsz, int) else max(self.imgsz)
+
+    @property
+    def on_gpu(self) -> bool:
+        """True when ``device`` names CUDA devices."""
+        return self.device != "cpu"
+
+
+def model_for_size(model: str, size: str) -> str:
+    """The model YAML of the same family at another size (``yolo11n.yaml``, s -> ``yolo11s.yaml``).
+
+    Raises:
+        ConfigError: ``model`` is a local file or the family has no such size.
+    """
+    match = _MODEL_NAME.match(model)
+    if not match:
+        raise ConfigError(f"--sizes needs a model YAML name such as yolo11n.yaml, got {model!r}; "
+                          "train local weights one at a time without --sizes")
+    if match["family"]:
+        return f"{match['family']}{size}.yaml"
+    if size not in {"l", "x"}:
+        raise ConfigError(f"RT-DETR comes in sizes l and x, not {size!r}; use --sizes l,x")
+    return f"rtdetr-{size}.yaml"
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The raw mapping of preset ``name`` (package data ``detforge/train/presets/<name>.yaml``).
+
+    Raises:
+        ConfigError: Unknown preset; the message lists the valid names.
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+    text = resources.files("detforge.train").joinpath("presets", f"{name}.yaml").read_text(
+        encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {name!r} is not a mapping; reinstall detforge")
+    data["preset"] = name
+    return data
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}; check the path and YAML") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_train_config(path: str | Path | None = None, *, preset: str | None = None,
+                      flags: Mapping[str, Any] | None = None,
+                      overrides: Sequence[str] = ()) -> TrainConfig:
+    """Resolve a :class:`TrainConfig` from a preset, a file, flags and overrides.
+
+    Args:
+        path: A YAML config file (may name a ``preset:`` of its own).
+        preset: A preset name; wins over the file's ``preset:``.
+        flags: Keys set by CLI flags (``None`` values are skipped), nested with dicts.
+        overrides: ``key.sub=value`` strings, applied last.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: Unreadable file, unknown preset, malformed override, unknown key or
+            invalid value; the message names the key and the valid choices.
+
+    Example:
+        >>> cfg = load_train_config(preset="traffic", overrides=["epochs=5"])
+        >>> cfg.imgsz, cfg.epochs
+        ((384, 640), 5)
+    """
+    file_data = _read_yaml(Path(path)) if path is not None else {}
+    preset_name = preset or file_data.get("preset")
+    if preset_name is not None and not isinstance(preset_name, str):
+        raise ConfigError(f"{path}: preset must be a name, one of {list(PRESETS)}")
+    data = load_preset(preset_name) if preset_name else {}
+    data = _merge(data, file_data)
+    if preset_name:
+        data["preset"] = preset_name
+    data = _merge(data, {k: v for k, v in (flags or {}).items() if v is not None})
+    data = apply_overrides(data, overrides)
+    return load_config(TrainConfig, None, base=data)
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    """The config as YAML text that :func:`load_train_config` reads back to an equal config."""
+    data = config.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def parse_imgsz(text: str) -> int | tuple[int, int]:
+    """``"320"`` -> 320; ``"384,640"`` -> (384, 640) (height, width).
+
+    Raises:
+        ConfigError: Not one or two positive integers.
+    """
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in {1, 2} or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(
+            f"--imgsz {text!r} must be a positive integer or HEIGHT,WIDTH like 384,640")
+    return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+
+
+def parse_sizes(text: str) -> list[str]:
+    """``"n,s"`` -> ``["n", "s"]``.
+
+    Raises:
+        ConfigError: A size is not one of n, s, m, l, x, or one repeats.
+    """
+    sizes = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [s for s in sizes if s not in _SIZES]
+    if bad or not sizes or len(set(sizes)) != len(sizes):
+        raise ConfigError(
+            f"--sizes {text!r} must be distinct sizes from {list(_SIZES)}, e.g. n,s,m")
+    return sizes

@@ -1,0 +1,208 @@
+"""``train(config) -> RunResult``: one tracked, versioned, resumable training run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from detforge.core.atomic import atomic_write_text
+from detforge.core.errors import ConfigError
+from detforge.train.backends.base import BackendRun, TrainerBackend, get_backend
+from detforge.train.config import TrainConfig, config_to_yaml, load_train_config
+from detforge.train.dataset_prep import prepare_yolo_dataset
+from detforge.train.runs import (
+    MetricsLog,
+    environment_info,
+    git_info,
+    latest_run_dir,
+    new_run_dir,
+    read_run_json,
+    update_run_json,
+)
+from detforge.train.threads import configure_threads
+from detforge.train.tracking import Tracker, flatten_params, resolve_tracking_uri
+
+__all__ = ["RunResult", "train"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a training run put everything, and how it scored.
+
+    Attributes:
+        run_dir: ``<out>/<name>/v<N>``.
+        config: The resolved config the run used.
+        best: Best checkpoint (``weights/best.pt``).
+        last: Last checkpoint (``weights/last.pt``).
+        metrics_csv: Per-epoch metrics, CSV.
+        metrics_json: Per-epoch metrics, JSON.
+        run_json: Lineage record.
+        data_yaml: The YOLO dataset the run trained on.
+        final_metrics: Validation metrics of ``best`` (``mAP50-95``, ``mAP50``, ...).
+        epochs_done: Epochs trained.
+        dataset_version: Content hash of the source dataset, when available.
+        mlflow_run_id: MLflow run, when tracking is on.
+        model_version: Registered model version, when tracking is on.
+    """
+
+    run_dir: Path
+    config: TrainConfig
+    best: Path
+    last: Path
+    metrics_csv: Path
+    metrics_json: Path
+    run_json: Path
+    data_yaml: Path
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    epochs_done: int = 0
+    dataset_version: str | None = None
+    mlflow_run_id: str | None = None
+    model_version: str | None = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _git() -> dict[str, Any]:
+    """The git state of the working directory, else of the detforge source tree."""
+    info = git_info(Path.cwd())
+    if info["commit"] is None:
+        info = git_info(Path(__file__).resolve().parent)
+    return info
+
+
+def _start(config: TrainConfig) -> tuple[TrainConfig, Path, dict[str, Any]]:
+    """New run: directory, config.yaml, dataset copy and the lineage record."""
+    if config.data is None:
+        raise ConfigError("no dataset: pass --data PATH (or set data: in the config file)")
+    run_dir = new_run_dir(config.out, config.name)
+    atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
+    prep = prepare_yolo_dataset(config.data, run_dir / "data", classes=config.classes,
+                                overfit=config.overfit, seed=config.seed)
+    threads = configure_threads(config.threads)
+    record = update_run_json(
+        run_dir, name=config.name, version=run_dir.name, status="running", created=_now(),
+        backend="ultralytics", model=config.model, config="config.yaml",
+        dataset={"source": str(Path(config.data).resolve()), "version": prep.version,
+                 "classes": list(prep.classes), "num_train": prep.num_train,
+                 "num_val": prep.num_val, "val_source": prep.val_source,
+                 "prepared": str(prep.data_yaml)},
+        git=_git(), **environment_info(threads))
+    return config, run_dir, record
+
+
+def _reopen(config: TrainConfig) -> tuple[TrainConfig, Path, dict[str, Any]]:
+    """Resume: the latest version of the named run, with the config it was started with."""
+    run_dir = latest_run_dir(config.out, config.name)
+    last = run_dir / "weights" / "last.pt"
+    if not last.is_file():
+        raise ConfigError(f"{run_dir}: no weights/last.pt to resume from (the run stopped "
+                          "before its first epoch ended); start it again without --resume")
+    stored = load_train_config(run_dir / "config.yaml")
+    stored = stored.model_copy(update={"resume": True, "out": config.out,
+                                       "device": config.device, "threads": config.threads})
+    record = update_run_json(run_dir, status="running", resumed=_now())
+    return stored, run_dir, record
+
+
+def _tracker(config: TrainConfig, run_dir: Path, record: dict[str, Any]) -> Tracker | None:
+    if not config.tracking.enabled:
+        return None
+    uri = resolve_tracking_uri(config.tracking.uri, config.out)
+    local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+    tracker = Tracker(uri, config.tracking.experiment,
+                      artifact_root=Path(config.out) / "mlartifacts" if local else None)
+    dataset = record.get("dataset", {})
+    tags = {"detforge.run_dir": str(run_dir.resolve()), "detforge.model": config.model,
+            "dataset_version": str(dataset.get("version")),
+            "dataset_source": str(dataset.get("source")),
+            "git_commit": str(record.get("git", {}).get("commit"))}
+    old = record.get("mlflow", {}).get("run_id") if config.resume else None
+    run_id = tracker.start(f"{config.name}-{run_dir.name}", run_id=old, tags=tags,
+                           params=flatten_params(config.model_dump(mode="json")))
+    update_run_json(run_dir, mlflow={"tracking_uri": uri, "run_id": run_id,
+                                     "experiment_id": tracker.experiment_id})
+    return tracker
+
+
+def train(config: TrainConfig, *, backend: TrainerBackend | None = None) -> RunResult:
+    """Train one model and record the run (directory, lineage, metrics, MLflow).
+
+    With ``config.resume`` the latest version of run ``config.name`` under ``config.out``
+    continues from its ``weights/last.pt`` with the config it was started with (only
+    ``device`` and ``threads`` are taken from ``config``); its epoch rows and MLflow run
+    continue too.
+
+    Args:
+        config: The resolved training config.
+        backend: A training backend; the Ultralytics one by default.
+
+    Returns:
+        The run's paths and final metrics.
+
+    Raises:
+        ConfigError: No dataset, nothing to resume, or a config the data contradicts.
+        DatasetError: The dataset cannot be read or has no training images.
+
+    Example:
+        >>> cfg = load_train_config(flags={"data": "ds", "epochs": 3, "imgsz": 160})
+        >>> result = train(cfg)  # doctest: +SKIP
+        >>> result.best  # doctest: +SKIP
+        PosixPath('runs/train/v1/weights/best.pt')
+    """
+    backend = backend or get_backend("ultralytics")
+    config, run_dir, record = _reopen(config) if config.resume else _start(config)
+    data_yaml = run_dir / "data" / "data.yaml"
+    tracker = _tracker(config, run_dir, record)
+    log = MetricsLog(run_dir)
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        log.append(epoch, metrics)
+        if tracker is not None:
+            tracker.log_epoch(epoch, metrics)
+
+    try:
+        if config.resume:
+            run: BackendRun = backend.resume(config, last=run_dir / "weights" / "last.pt",
+                                             data_yaml=data_yaml, run_dir=run_dir,
+                                             on_epoch=on_epoch)
+        else:
+            run = backend.fit(config, data_yaml=data_yaml, run_dir=run_dir, on_epoch=on_epoch)
+    except BaseException:
+        update_run_json(run_dir, status="failed", finished=_now())
+        if tracker is not None:
+            tracker.end("FAILED")
+        raise
+    record = update_run_json(
+        run_dir, status="finished", finished=_now(), epochs_done=run.epochs_done,
+        final_metrics=run.final_metrics,
+        weights={"best": str(run.best.relative_to(run_dir)),
+                 "last": str(run.last.relative_to(run_dir))})
+    model_version = _finish_tracking(tracker, config, run_dir, run)
+    return RunResult(
+        run_dir=run_dir, config=config, best=run.best, last=run.last,
+        metrics_csv=log.csv_path, metrics_json=log.json_path, run_json=run_dir / "run.json",
+        data_yaml=data_yaml, final_metrics=run.final_metrics, epochs_done=run.epochs_done,
+        dataset_version=record.get("dataset", {}).get("version"),
+        mlflow_run_id=tracker.run_id if tracker else None, model_version=model_version)
+
+
+def _finish_tracking(tracker: Tracker | None, config: TrainConfig, run_dir: Path,
+                     run: BackendRun) -> str | None:
+    if tracker is None:
+        return None
+    tracker.log_epoch(run.epochs_done + 1, {f"final/{k}": v for k, v in
+                                            run.final_metrics.items()})
+    tracker.log_artifacts([run_dir / n for n in ("config.yaml", "metrics.csv", "metrics.json",
+                                                 "results.csv", "results.png", "args.yaml")])
+    tracker.log_artifacts([run.best], "weights")
+    version = tracker.register(config.tracking.registered_model or config.name)
+    update_run_json(run_dir, mlflow={**read_run_json(run_dir).get("mlflow", {}),
+                                     "registered_model": config.tracking.registered_model
+                                     or config.name, "model_version": version})
+    tracker.log_artifacts([run_dir / "run.json"])
+    tracker.end("FINISHED")
+    return version
