@@ -206,12 +206,16 @@ def _size_outlier_findings(ds: Dataset, candidates: BoolArray, area: FloatArray,
     rows = np.flatnonzero(candidates & (area > 0))
     if not len(rows):
         return []
+    order = np.argsort(b.class_id[rows], kind="stable")
+    rows = rows[order]
     cls = b.class_id[rows]
     log_area = np.log(area[rows])
+    starts = np.flatnonzero(np.r_[True, cls[1:] != cls[:-1]])
+    ends = np.r_[starts[1:], len(rows)]
     out = []
-    for cid in np.unique(cls).tolist():
-        sel = rows[cls == cid]
-        la = log_area[cls == cid]
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        cid = int(cls[start])
+        sel, la = rows[start:end], log_area[start:end]
         if len(la) < _MIN_BOXES_FOR_SIZE_STATS:
             continue
         median = float(np.median(la))

@@ -1,0 +1,82 @@
+"""Image probes (missing, unreadable, truncated) and the near-duplicate search."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import ImageFile
+
+from detforge.data.dataset import Dataset, ImageTable
+from detforge.data.validate import validate
+from detforge.data.validate.duplicates import near_duplicate_pairs
+from detforge.data.validate.images import probe_image
+
+from .conftest import H, MakeDataset, W, noise_image
+
+
+def _encoded(fmt: str) -> bytes:
+    buf = io.BytesIO()
+    noise_image(7).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("content", "status"), [
+    (lambda: _encoded("JPEG"), "ok"),
+    (lambda: _encoded("PNG"), "ok"),
+    (lambda: _encoded("JPEG")[:-300], "truncated"),
+    (lambda: _encoded("PNG")[:-40], "truncated"),
+    (lambda: b"", "unreadable"),
+    (lambda: b"GIF89a garbage", "unreadable"),
+    (lambda: _encoded("JPEG")[:200] + b"\x00" * 500 + b"\xff\xd9", "unreadable"),
+    (None, "missing"),
+], ids=["jpeg", "png", "jpeg-cut", "png-cut", "empty", "garbage", "jpeg-corrupt", "missing"])
+@pytest.mark.parametrize("load_truncated", [False, True], ids=["strict", "pil-lenient"])
+def test_probe_image_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: object,
+                            status: str, load_truncated: bool) -> None:
+    # Other libraries flip this PIL global; the verdict must not depend on it.
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", load_truncated)
+    path = tmp_path / "img"
+    if callable(content):
+        path.write_bytes(content())
+    probe = probe_image(path)
+    assert probe.status == status, probe.error
+    if status == "ok":
+        assert (probe.width, probe.height) == (W, H) and len(probe.sha256) == 64
+    else:
+        assert probe.error
+
+
+def _brute_force(hashes: np.ndarray, t: int) -> set[tuple[int, int]]:
+    d = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    a, b = np.nonzero(np.triu(d <= t, k=1))
+    return set(zip(a.tolist(), b.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("t", [0, 2, 4, 8], ids=lambda t: f"t{t}")
+def test_near_duplicate_pairs_match_brute_force(t: int) -> None:
+    rng = np.random.default_rng(t)
+    base = rng.integers(0, 2**63, 400, dtype=np.int64).astype(np.uint64)
+    # Plant near copies 0..t+1 bits away.
+    picks = rng.choice(400, 80, replace=False)
+    flips = [np.uint64(sum(1 << int(b) for b in rng.choice(64, k, replace=False)))
+             for k in rng.integers(0, t + 2, 80)]
+    hashes = np.concatenate([base, base[picks] ^ np.array(flips, np.uint64)])
+    first, second, dist = near_duplicate_pairs(hashes, max_distance=t)
+    got = set(zip(first.tolist(), second.tolist(), strict=True))
+    assert got == _brute_force(hashes, t)
+    assert len(got) > 0 and (dist <= t).all()
+
+
+def test_near_duplicates_can_be_turned_off(tmp_path: Path, make_dataset: MakeDataset) -> None:
+    ds = make_dataset(n_images=4)
+    assert ds.root is not None
+    src = ds.root / ds.images.file[1]
+    (ds.root / "images/train/again.jpg").write_bytes(src.read_bytes())
+    files = [*ds.images.file.tolist(), "images/train/again.jpg"]
+    images = ImageTable.build(files, [W] * 5, [H] * 5, split=["train"] * 5)
+    ds2 = Dataset(ds.classes, images, ds.boxes, ds.root, ds.info)
+    checks = [f.check for f in validate(ds2, progress=False, near_duplicate_bits=-1).findings]
+    assert checks == ["exact_duplicate_image", "empty_image"]
