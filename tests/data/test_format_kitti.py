@@ -124,8 +124,11 @@ def test_write_defaults_for_data_without_3d_fields(tmp_path: Path) -> None:
     ("Car 0 0 0 1 2 3", "7 fields, expected 15 or 16"),
     (CAR.replace("599.41", "6OO"), "x1 = '6OO' is not a number"),
     (CAR.replace(" 2 -1.57", " 1.5 -1.57"), "occluded = '1.5' is not an integer"),
+    (CAR.replace(" 2 -1.57", " 200 -1.57"), "occluded = '200' is not an integer"),
     (f"{CAR} high", "score = 'high' is not a number"),
-], ids=["too-few-fields", "bad-x1", "float-occluded", "bad-score"])
+    (f"{CAR} 1 2", "17 fields, expected 15 or 16"),
+], ids=["too-few-fields", "bad-x1", "float-occluded", "big-occluded", "bad-score",
+        "too-many-fields"])
 def test_malformed_line_names_file_line_and_value(tmp_path: Path, line: str, expect: str) -> None:
     path = _labels(tmp_path, "007", [CAR, line])
     with pytest.raises(DatasetError) as err:

@@ -57,6 +57,8 @@ def quirky(tmp_path: Path) -> Path:
     _xml(root, "d", "d", (20, 10), [])  # <filename> without extension; empty image
     _image(root / "JPEGImages" / "e.jpg", (16, 16))
     _xml(root, "e", "renamed.jpg", (0, 0), [_obj("cat", ("2", "2", "9", "9"))])
+    _image(root / "JPEGImages" / "w.jpg", (8, 8))
+    _xml(root, "w", "C:\\labels\\w.jpg", (8, 8), [])  # Windows path in <filename>
     _image(root / "JPEGImages" / "ü 猫.jpg", (33, 22), "L")
     _xml(root, "ü 猫", "ü 猫.jpg", (33, 22), [_obj("猫", ("1.5", "2.5", "20", "21"))])
     sets = root / "ImageSets" / "Main"
@@ -83,13 +85,13 @@ def test_read_handles_quirks(quirky: Path) -> None:
     ds = voc.read(quirky)
     rows = _by_key(ds)
     assert ds.classes.names == ("dog", "cat", "猫")  # labels.txt order, then new names sorted
-    assert set(rows) == {"a.jpg", "b.png", "c.jpg", "d.png", "e.jpg", "ü 猫.jpg"}
+    assert set(rows) == {"a.jpg", "b.png", "c.jpg", "d.png", "e.jpg", "ü 猫.jpg", "w.jpg"}
     size = {k: (int(ds.images.width[i]), int(ds.images.height[i])) for k, i in rows.items()}
     assert size == {"a.jpg": (64, 48), "b.png": (40, 30), "c.jpg": (0, 0), "d.png": (20, 10),
-                    "e.jpg": (16, 16), "ü 猫.jpg": (33, 22)}
+                    "e.jpg": (16, 16), "ü 猫.jpg": (33, 22), "w.jpg": (8, 8)}
     split = {k: ds.images.split[i] for k, i in rows.items()}
     assert split == {"a.jpg": "train", "b.png": "train", "ü 猫.jpg": "train", "c.jpg": "val",
-                     "d.png": "val", "e.jpg": ""}
+                     "d.png": "val", "e.jpg": "", "w.jpg": ""}
     assert ds.images.label_file[rows["a.jpg"]] == "Annotations/a.xml"
     a = np.flatnonzero(ds.boxes.image_index == rows["a.jpg"])
     np.testing.assert_array_equal(ds.boxes.xyxy[a[0]], [10.25, 5, 30.5, 40])
@@ -165,10 +167,16 @@ def test_write_skips_ignore_regions_and_keeps_floats(tmp_path: Path) -> None:
     ("<annotation><object><bndbox/></object></annotation>", "object #1 has no <name>"),
     ("<annotation>" + _obj("cat", ("1", "1", "2", "")) + "</annotation>", "<ymax> is missing"),
     ("<annotation><size><width>1.5</width></size></annotation>", "<size><width> = 1.5"),
+    ("<annotation>" + _obj("cat", ("1", "1", "2", "2"), "<occluded>nan</occluded>") +
+     "</annotation>", "<occluded> = nan is not an integer"),
+    ("<annotation>" + _obj("cat", ("1", "1", "2", "2"), "<occluded>300</occluded>") +
+     "</annotation>", "<occluded> = 300 is not an integer in [-128, 127]"),
+    ("<annotation><size><width>1e12</width></size></annotation>",
+     "<size><width> = 1000000000000 is not"),
     ("<root/>", "expected <annotation>"),
     ('<!DOCTYPE a [<!ENTITY x "y">]><annotation>&x;</annotation>', "refused for safety"),
 ], ids=["malformed", "no-bndbox", "bad-number", "no-name", "empty-coord", "bad-size",
-        "wrong-root", "entity"])
+        "nan-occluded", "big-occluded", "huge-size", "wrong-root", "entity"])
 def test_bad_xml_names_file_and_object(tmp_path: Path, body: str, expect: str) -> None:
     path = tmp_path / "Annotations" / "bad ü.xml"
     path.parent.mkdir(parents=True)

@@ -116,9 +116,9 @@ def _parse_line(fields: list[str], path: Path, line: int) -> tuple[str, float, i
             raise DatasetError(f"{names[k]} = {fields[k]!r} is not a number; expected fields: "
                                f"{_EXPECTED}", path=path, line=line) from None
     occluded = values[1]
-    if not occluded.is_integer():
-        raise DatasetError(f"occluded = {fields[2]!r} is not an integer (0..3); expected "
-                           f"fields: {_EXPECTED}", path=path, line=line)
+    if not (occluded.is_integer() and -128 <= occluded <= 127):
+        raise DatasetError(f"occluded = {fields[2]!r} is not an integer (0..3, -1 for "
+                           f"DontCare); expected fields: {_EXPECTED}", path=path, line=line)
     return fields[0], values[0], int(occluded), values[2:]
 
 

@@ -330,7 +330,8 @@ def _read_objects(root: ET.Element, path: Path, image: int, out: _Boxes) -> None
         out.names.append(name)
         out.difficult.append(bool(flags["difficult"]))
         out.truncated.append(flags["truncated"])
-        out.occluded.append(int(flags["occluded"]))
+        out.occluded.append(_integer(flags["occluded"], -128, 127, path=path,
+                                     what=f"object #{k} ({name!r}) <occluded>"))
 
 
 def _size(root: ET.Element, path: Path) -> tuple[int, int]:
@@ -340,11 +341,15 @@ def _size(root: ET.Element, path: Path) -> tuple[int, int]:
     dims = []
     for tag in ("width", "height"):
         v = _number(size.findtext(tag), path=path, what=f"<size><{tag}>", default=0.0)
-        if v != int(v) or v < 0:
-            raise DatasetError(f"<size><{tag}> = {v!r} is not a non-negative integer; write "
-                               "the image size in pixels", path=path)
-        dims.append(int(v))
+        dims.append(_integer(v, 0, 2**31 - 1, path=path, what=f"<size><{tag}>"))
     return dims[0], dims[1]
+
+
+def _integer(v: float, lo: int, hi: int, *, path: Path, what: str) -> int:
+    if not (v.is_integer() and lo <= v <= hi):
+        raise DatasetError(f"{what} = {fmt_num(v)} is not an integer in [{lo}, {hi}]; write "
+                           "a whole number in that range", path=path)
+    return int(v)
 
 
 def _image_of(root: ET.Element | None, xml: Path | None, ident: str,
@@ -356,7 +361,8 @@ def _image_of(root: ET.Element | None, xml: Path | None, ident: str,
     then the image header's, then (0, 0).
     """
     parent = PurePosixPath(ident).parent
-    filename = "" if root is None else PurePosixPath((root.findtext("filename") or "").strip()).name
+    raw = "" if root is None else (root.findtext("filename") or "").strip()
+    filename = PurePosixPath(raw.replace("\\", "/")).name  # Windows tools write C:\dir\a.jpg
     candidate = str(parent / filename) if filename else ""
     rel = (images.find(candidate) or images.find_stem(candidate)) if candidate else None
     rel = rel or images.find_stem(ident)
