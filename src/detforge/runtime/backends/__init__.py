@@ -1,0 +1,1 @@
+"""Runtime backends, imported on first use via :data:`detforge.runtime.backend.BACKENDS`."""

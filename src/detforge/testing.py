@@ -1,0 +1,144 @@
+"""Test helpers: a fake backend with fixed outputs, and synthetic images and videos.
+
+``FakeBackend`` lets the pipeline, sinks, serving and benchmarks be tested without ONNX
+Runtime or TensorRT, the way httpx's ``MockTransport`` stands in for a network.
+
+Example:
+    >>> from detforge.testing import FakeBackend, fake_model
+    >>> model = fake_model(FakeBackend.echo())
+    >>> dets = model.predict([solid_image(32, 48, 128)])[0]
+    >>> round(float(dets.scores[0]), 2)
+    0.5
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detforge.runtime.backend import BackendBase, InputSpec, RawOutput
+from detforge.runtime.metadata import ModelMeta
+from detforge.runtime.model import Model
+
+__all__ = ["FakeBackend", "fake_model", "random_image", "solid_image", "write_image",
+           "write_video"]
+
+OutputFn = Callable[[NDArray[np.float32]], RawOutput]
+
+
+class FakeBackend(BackendBase):
+    """A backend that returns fixed outputs (or a function of the batch).
+
+    Args:
+        outputs: The raw outputs for a batch of one (repeated along the batch axis), or a
+            function from the batch to the outputs.
+        input_spec: The input it claims to take (default: dynamic batch, 64x64).
+        delay: Seconds each :meth:`infer` sleeps, to simulate a slow model.
+        interrupt_on_call: Raise ``KeyboardInterrupt`` on this 1-based call (Ctrl-C tests).
+
+    Attributes:
+        batch_sizes: The batch size of every call so far.
+    """
+
+    name = "fake"
+
+    def __init__(self, outputs: RawOutput | OutputFn, *, input_spec: InputSpec | None = None,
+                 delay: float = 0.0, interrupt_on_call: int | None = None) -> None:
+        self._outputs = outputs
+        self.input_spec = input_spec or InputSpec(height=64, width=64, max_batch=None)
+        self.device = "cpu"
+        self.delay = delay
+        self.interrupt_on_call = interrupt_on_call
+        self.batch_sizes: list[int] = []
+        self.closed = False
+
+    @classmethod
+    def echo(cls, **kwargs: Any) -> FakeBackend:
+        """An ``end2end`` backend: one box over the whole input per image, scored by the
+        image's mean intensity (0..1) and with class 0, so tests can tell images apart."""
+
+        def fn(batch: NDArray[np.float32]) -> RawOutput:
+            b, _, h, w = batch.shape
+            out = np.zeros((b, 2, 6), np.float32)
+            out[:, 0, :4] = (0, 0, w, h)
+            out[:, 0, 4] = batch.reshape(b, -1).mean(1)
+            return [out]
+
+        return cls(fn, **kwargs)
+
+    def infer(self, batch: NDArray[np.float32]) -> RawOutput:
+        """Return the fixed outputs for ``batch``."""
+        self.batch_sizes.append(len(batch))
+        if self.interrupt_on_call is not None and len(self.batch_sizes) >= self.interrupt_on_call:
+            raise KeyboardInterrupt
+        if self.delay:
+            time.sleep(self.delay)
+        if callable(self._outputs):
+            return self._outputs(batch)
+        return [np.repeat(np.asarray(o), len(batch), axis=0) for o in self._outputs]
+
+    def close(self) -> None:
+        """Mark the backend closed."""
+        self.closed = True
+
+
+def fake_model(backend: FakeBackend, *, classes: Sequence[str] = ("thing", "other"),
+               layout: str = "end2end", conf: float = 0.0, **meta: Any) -> Model:
+    """A :class:`Model` around ``backend`` with metadata fitting its input spec."""
+    spec = backend.input_spec
+    m = ModelMeta.model_validate({"classes": list(classes), "layout": layout,
+                                  "imgsz": (spec.height or 64, spec.width or 64), **meta})
+    return Model(backend, m, conf=conf)
+
+
+def solid_image(height: int, width: int, value: int) -> NDArray[np.uint8]:
+    """An RGB image of one grey level."""
+    return np.full((height, width, 3), value, np.uint8)
+
+
+def random_image(height: int, width: int, *, seed: int = 0,
+                 shapes: int = 6) -> NDArray[np.uint8]:
+    """An RGB image with a noisy background and a few solid rectangles."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (height, width, 3), dtype=np.uint8) // 4 + 96
+    for _ in range(shapes):
+        x1, x2 = sorted(rng.integers(0, width, 2))
+        y1, y2 = sorted(rng.integers(0, height, 2))
+        img[y1:y2 + 1, x1:x2 + 1] = rng.integers(0, 256, 3, dtype=np.uint8)
+    return img
+
+
+def write_image(path: str | Path, image: NDArray[np.uint8]) -> Path:
+    """Write an RGB image (format from the suffix); returns the path."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1])):
+        raise OSError(f"cv2 could not write {path}")
+    return path
+
+
+def write_video(path: str | Path, frames: Sequence[NDArray[np.uint8]], *,
+                fps: float = 10.0) -> Path:
+    """Write RGB frames as an MJPG ``.avi`` (or mp4v ``.mp4``) video; returns the path."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    fourcc = cv2.VideoWriter.fourcc(*("mp4v" if path.suffix == ".mp4" else "MJPG"))
+    writer = cv2.VideoWriter(str(path), fourcc, fps, (w, h))
+    if not writer.isOpened():
+        raise OSError(f"cv2 cannot write video {path}")
+    try:
+        for f in frames:
+            writer.write(np.ascontiguousarray(f[..., ::-1]))
+    finally:
+        writer.release()
+    return path

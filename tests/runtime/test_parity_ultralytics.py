@@ -1,0 +1,42 @@
+"""detforge's ONNX predictions match Ultralytics' own ONNX predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detforge.runtime import load_model
+from detforge.testing import random_image
+
+pytestmark = pytest.mark.slow
+
+SIZES = [(240, 320), (320, 320), (200, 500), (511, 333), (100, 90)]
+
+
+@pytest.mark.parametrize("conf", [0.005, 0.02], ids=["conf0.005", "conf0.02"])
+def test_matches_ultralytics_onnx_predict(yolo_onnx: Path, conf: float) -> None:
+    from ultralytics import YOLO
+
+    ours = load_model(yolo_onnx, device="cpu", conf=conf, iou=0.7, max_det=300)
+    ref = YOLO(str(yolo_onnx), task="detect")
+    compared = 0
+    for seed, (h, w) in enumerate(SIZES):
+        img = random_image(h, w, seed=seed)
+        got = ours.predict([img])[0]
+        res = ref.predict(np.ascontiguousarray(img[..., ::-1]), conf=conf, iou=0.7, imgsz=320,
+                          max_det=300, verbose=False)[0].boxes
+        want_xyxy, want_conf = res.xyxy.numpy(), res.conf.numpy()
+        want_cls = res.cls.numpy().astype(np.int32)
+        assert abs(len(got) - len(want_conf)) <= 1, (h, w, len(got), len(want_conf))
+        top = min(len(got), len(want_conf), 25)
+        # Equal scores may come in either order, so match each box to the reference.
+        diff = np.abs(got.xyxy[:top, None, :] - want_xyxy[None, :, :]).max(-1)
+        same = ((diff <= 1.0) & (got.class_ids[:top, None] == want_cls[None])
+                & (np.abs(got.scores[:top, None] - want_conf[None]) <= 1e-3))
+        unmatched = np.flatnonzero(~same.any(1))
+        assert not unmatched.size, f"{(h, w)}: boxes {unmatched.tolist()} have no match"
+        np.testing.assert_allclose(got.scores[:top], want_conf[:top], atol=1e-3)
+        compared += top
+    assert compared >= 20, f"only {compared} boxes compared; the test would be vacuous"
