@@ -150,3 +150,10 @@ def test_detect(tmp_path: Path) -> None:
     _layout(tmp_path)
     assert yolo.detect(tmp_path) and yolo.detect(tmp_path / "data.yaml")
     assert yolo.label_path(Path("d/images/x/images/a.b.jpg")) == Path("d/images/x/labels/a.b.txt")
+
+
+def test_write_refuses_images_sharing_a_label_file(tmp_path: Path) -> None:
+    ds = Dataset(ClassMap.from_names(["a"]),
+                 ImageTable.build(["x/a.jpg", "x/a.png"], [5, 5], [5, 5]), BoxTable.empty())
+    with pytest.raises(DatasetError, match="would share the label file labels/x/a.txt"):
+        yolo.write(ds, tmp_path / "out")

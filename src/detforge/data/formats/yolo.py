@@ -339,13 +339,28 @@ def write(dataset: Dataset, out: Path, *, copy_images: bool = True) -> None:
     per_image = _lines(dataset)
     rel = [f"{s}/{k}" if s else k for s, k in zip(dataset.images.split.tolist(), keys,
                                                    strict=True)]
+    labels = [str(Path(r).with_suffix(".txt")) for r in rel]
+    if len(set(labels)) != len(labels):
+        seen: dict[str, str] = {}
+        for r, name in zip(rel, labels, strict=True):
+            if seen.setdefault(name, r) != r:
+                raise DatasetError(f"images {seen[name]!r} and {r!r} would share the label "
+                                   f"file labels/{name}; YOLO pairs labels by file stem, so rename "
+                                   "one of them", path=dataset.root)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     with staged_output(out) as stage:
-        for r, lines in zip(progress(rel, total=len(rel), desc="yolo labels"), per_image,
+        made: set[Path] = set()
+        for r, lines in zip(progress(labels, total=len(rel), desc="yolo labels"), per_image,
                             strict=True):
-            lab = (stage / "labels" / r).with_suffix(".txt")
-            lab.parent.mkdir(parents=True, exist_ok=True)
-            with open(lab, "w", encoding="utf-8") as fh:
-                fh.write("\n".join(lines) + "\n" if lines else "")
+            lab = stage / "labels" / r
+            if lab.parent not in made:
+                lab.parent.mkdir(parents=True, exist_ok=True)
+                made.add(lab.parent)
+            fd = os.open(lab, flags, 0o644)  # a private staging folder: no temp file needed
+            try:
+                os.write(fd, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
+            finally:
+                os.close(fd)
         (stage / "data.yaml").write_text(_yaml_text(out, splits, dataset.classes.names),
                                          encoding="utf-8")
         if copy_images:
