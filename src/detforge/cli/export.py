@@ -1,0 +1,106 @@
+"""``detforge export``, ``detforge quantize`` and ``detforge parity``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from detforge.core.errors import ConfigError
+
+
+def _imgsz(text: str) -> tuple[int, int]:
+    parts = [p for p in text.replace("x", ",").split(",") if p]
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"--imgsz {text!r} must be N or H,W") from None
+    if len(vals) not in (1, 2):
+        raise ConfigError(f"--imgsz {text!r} must be N or H,W")
+    return (vals[0], vals[-1])
+
+
+def _batch(text: str) -> int | None:
+    if text == "dynamic":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"--batch {text!r} must be 'dynamic' or a positive integer")
+    return int(text)
+
+
+def export(
+    model: Annotated[Path, typer.Argument(help="Trained weights (.pt).")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write.")],
+    imgsz: Annotated[str, typer.Option(help="Input size N or H,W (e.g. 384,640).")] = "640",
+    batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
+    layout: Annotated[str, typer.Option(help="raw, deepstream or end2end.")] = "raw",
+    opset: Annotated[int | None, typer.Option(help="ONNX opset.")] = None,
+    simplify: Annotated[bool, typer.Option(help="Simplify the graph (onnxslim).")] = True,
+    check: Annotated[bool, typer.Option(help="Compare with PyTorch on --data.")] = False,
+    data: Annotated[Path | None, typer.Option(help="Dataset for --check.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Export weights to ONNX in the layout a consumer needs, with metadata inside.
+
+    Example: detforge export best.pt --out model.onnx --imgsz 384,640 --layout deepstream
+    """
+    from detforge.export.api import export_model, summary
+
+    outcome = export_model(model, out, imgsz=_imgsz(imgsz), batch=_batch(batch), layout=layout,
+                           opset=opset, simplify=simplify, check=check, data=data)
+    s = summary(outcome)
+    if as_json:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    typer.echo(f"wrote {s['onnx']} (layout {s['layout']}, imgsz {s['imgsz']}, "
+               f"batch {s['batch'] or 'dynamic'}, opset {s['opset']})")
+    if "parity" in s:
+        p = s["parity"]
+        typer.echo(f"parity: max abs diff {p['max_abs_diff']:.2e}, rel {p['max_rel_diff']:.2e} "
+                   f"-> {'PASS' if p['passed'] else 'FAIL'}")
+    if "fidelity" in s:
+        f = s["fidelity"]
+        typer.echo(f"mAP50-95 {f['map50_95_before']:.4f} -> {f['map50_95_after']:.4f}, "
+                   f"box agreement {f['box_agreement']:.3f}")
+
+
+def quantize(
+    model: Annotated[Path, typer.Argument(help="Float ONNX model from `detforge export`.")],
+    data: Annotated[Path, typer.Option(help="Dataset for calibration and the mAP check.")],
+    out: Annotated[Path, typer.Option(help="Quantised ONNX file to write.")],
+    precision: Annotated[str, typer.Option(help="int8 or fp16.")] = "int8",
+    calib_images: Annotated[int, typer.Option(help="Calibration images.")] = 256,
+    method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
+    max_drop: Annotated[float, typer.Option(help="Largest mAP50-95 loss (points).")] = 1.0,
+    force: Annotated[bool, typer.Option(help="Keep the model even past --max-drop.")] = False,
+    for_: Annotated[str, typer.Option("--for", help="INT8 flavour: tensorrt (symmetric) or cpu "
+                                      "(U8 activations, fast in ONNX Runtime).")] = "tensorrt",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Quantise to INT8 Q/DQ (head kept float) or FP16; report speed and mAP before/after.
+
+    Example: detforge quantize model.onnx --data ds --out model_int8.onnx
+    """
+    from detforge.export.api import quantize_model, summary
+
+    outcome = quantize_model(model, out, data=data, precision=precision,
+                             calib_images=calib_images, method=method, max_drop=max_drop,
+                             force=force, flavour=for_)
+    s = summary(outcome)
+    if as_json:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    f = s["fidelity"]
+    typer.echo(f"wrote {s['model']}")
+    typer.echo(f"speed (model only, CPU): {s['ips_before']:.1f} -> {s['ips_after']:.1f} img/s")
+    typer.echo(f"mAP50-95 {f['map50_95_before']:.4f} -> {f['map50_95_after']:.4f} "
+               f"({-f['map_drop_pts']:+.2f} pts), box agreement {f['box_agreement']:.3f}")
+    for note in s["notes"]:
+        typer.echo(f"note: {note}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+    app.command("quantize")(quantize)

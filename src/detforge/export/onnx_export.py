@@ -1,0 +1,209 @@
+"""Export a trained detector (.pt) to ONNX in the layout a consumer needs.
+
+Layouts:
+
+* ``raw`` -- the head as trained: ``[B, 4+K, N]`` (cx, cy, w, h in input pixels, class
+  scores); the consumer decodes and runs NMS (detforge's runtime does).
+* ``deepstream`` -- input ``input`` ``[B, 3, H, W]``, one output ``output`` ``[B, N, 6]`` =
+  x1, y1, x2, y2, score, class in network-input pixels: what DeepStream-Yolo's stock
+  ``NvDsInferParseYolo`` parser reads. Built by appending a few ONNX ops to the raw graph.
+* ``end2end`` -- NMS inside the graph (ONNX ``NonMaxSuppression`` through torchvision),
+  output ``[B, max_det, 6]`` with the same columns, zero-padded.
+
+The model and its metadata (classes, input size, letterbox, normalisation, layout,
+stride, dataset version, run id, metrics) travel in one file: see
+``docs/decisions/0002-onnx-model-metadata.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detforge.core.atomic import atomic_write_bytes
+from detforge.core.errors import ConfigError, ExportError, MissingExtraError
+
+__all__ = ["EXPORT_LAYOUTS", "ExportResult", "export_onnx", "lineage_for"]
+
+EXPORT_LAYOUTS = ("raw", "deepstream", "end2end")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """An exported ONNX file and what it holds."""
+
+    path: Path
+    layout: str
+    imgsz: tuple[int, int]
+    batch: int | None
+    classes: tuple[str, ...]
+    opset: int
+
+
+def _ultralytics() -> Any:
+    try:
+        from detforge.train.offline import import_ultralytics
+    except ImportError as exc:  # pragma: no cover - the train extra is absent
+        raise MissingExtraError("export needs the train extra: pip install 'detforge[train]'") \
+            from exc
+    home = Path(os.environ.get("DETFORGE_HOME", Path.home() / ".detforge")).expanduser()
+    return import_ultralytics(home / "ultralytics")
+
+
+def lineage_for(weights: Path) -> dict[str, Any]:
+    """Dataset version, run id and metrics from the ``run.json`` of the run that made ``weights``.
+
+    Looks in the weights' folder and its parent (``runs/<name>/<version>/weights/best.pt``).
+    Returns empty values when the weights did not come from a detforge run.
+    """
+    for folder in (weights.parent, weights.parent.parent):
+        run_json = folder / "run.json"
+        if run_json.is_file():
+            try:
+                run = json.loads(run_json.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                break
+            return {"dataset_version": run.get("dataset_version"),
+                    "run_id": run.get("run_id") or run.get("name"),
+                    "metrics": run.get("metrics") or run.get("final_metrics")}
+    return {"dataset_version": None, "run_id": None, "metrics": None}
+
+
+def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] = (640, 640),
+                batch: int | None = None, layout: str = "raw", opset: int | None = None,
+                simplify: bool = True, max_det: int = 300, conf: float = 0.25,
+                iou: float = 0.7, max_batch: int = 16) -> ExportResult:
+    """Export Ultralytics weights to an ONNX file with detforge metadata.
+
+    Args:
+        weights: A ``.pt`` file (YOLOv8 / YOLO11 detection).
+        out: The ONNX file to write (atomically).
+        imgsz: Input (height, width); both must be multiples of the model stride.
+        batch: Fixed batch size, or None for a dynamic batch dimension.
+        layout: ``raw``, ``deepstream`` or ``end2end``.
+        opset: ONNX opset (None: Ultralytics' best for this torch).
+        simplify: Run onnxslim on the graph.
+        max_det: Detections kept per image by ``end2end``.
+        conf: Score threshold inside ``end2end``.
+        iou: NMS IoU threshold inside ``end2end``.
+        max_batch: Largest batch a dynamic ``end2end`` graph serves (its NMS loop is unrolled).
+
+    Returns:
+        What was written.
+
+    Raises:
+        ConfigError: Unknown layout or a size that is not a stride multiple.
+        ExportError: Ultralytics failed, or the weights are not a detection model.
+    """
+    if layout not in EXPORT_LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}; choose one of {list(EXPORT_LAYOUTS)}")
+    weights = Path(weights)
+    if not weights.is_file():
+        raise ExportError(f"{weights}: weights file not found")
+    ul = _ultralytics()
+    try:
+        model = ul.YOLO(str(weights))
+    except Exception as exc:
+        raise ExportError(f"{weights}: Ultralytics cannot load these weights ({exc})") from exc
+    if model.task != "detect":
+        raise ExportError(f"{weights}: a {model.task!r} model; only detection models export")
+    stride = int(max(model.model.stride))
+    if imgsz[0] % stride or imgsz[1] % stride:
+        raise ConfigError(f"imgsz {imgsz[0]},{imgsz[1]} must be multiples of the stride {stride};"
+                          f" e.g. {imgsz[0] // stride * stride},{imgsz[1] // stride * stride}")
+    names = model.names
+    classes = tuple(names[i] for i in sorted(names))
+    # Ultralytics uses torch's TorchScript exporter on purpose (in-graph NMS, dynamic batch);
+    # torch flags that path as deprecated and the tracer warns about shape-dependent Python
+    # control flow in the head: neither is actionable here, the parity check is.
+    with tempfile.TemporaryDirectory(prefix="detforge-export-") as tmp, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        local = Path(tmp) / weights.name
+        shutil.copy2(weights, local)  # Ultralytics writes next to the weights: keep it out
+        try:
+            produced = ul.YOLO(str(local)).export(
+                format="onnx", imgsz=list(imgsz), dynamic=batch is None,
+                batch=batch or (max_batch if layout == "end2end" else 1),
+                simplify=simplify, opset=opset, nms=layout == "end2end", max_det=max_det,
+                conf=conf, iou=iou, device="cpu", verbose=False)
+        except Exception as exc:
+            raise ExportError(f"{weights}: ONNX export failed ({exc})") from exc
+        import onnx
+
+        graph_model = onnx.load(str(produced))
+    _fix_input_shape(graph_model, imgsz, batch)
+    if layout == "deepstream":
+        _append_deepstream_decode(graph_model, len(classes))
+    from detforge.runtime.metadata import ModelMeta, embed_meta
+
+    lineage = lineage_for(weights)
+    meta = ModelMeta(classes=classes, imgsz=imgsz, layout=layout, stride=stride,
+                     dynamic_batch=batch is None, **lineage)
+    del graph_model.metadata_props[:]
+    embed_meta(graph_model, meta)
+    onnx.checker.check_model(graph_model)
+    out = Path(out)
+    atomic_write_bytes(out, graph_model.SerializeToString())
+    used_opset = next(o.version for o in graph_model.opset_import if o.domain in ("", "ai.onnx"))
+    return ExportResult(out, layout, imgsz, batch, classes, used_opset)
+
+
+def _fix_input_shape(model: Any, imgsz: tuple[int, int], batch: int | None) -> None:
+    """Pin H and W (Ultralytics' dynamic export frees them); keep batch dynamic or fixed."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if batch is None:
+        dims[0].dim_param = "batch"
+    else:
+        dims[0].dim_value = batch
+    dims[2].dim_value, dims[3].dim_value = imgsz
+
+
+def _append_deepstream_decode(model: Any, num_classes: int) -> None:
+    """Raw ``[B, 4+K, N]`` -> ``output`` ``[B, N, 6]``; input renamed to ``input``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = model.graph
+    raw = g.output[0].name
+    old_in = g.input[0].name
+    for node in g.node:
+        node.input[:] = ["input" if i == old_in else i for i in node.input]
+    g.input[0].name = "input"
+    consts: dict[str, Any] = {
+        "ds_split": np.array([2, 2, num_classes], np.int64),
+        "ds_half": np.array(0.5, np.float32),
+    }
+    g.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    nodes = [
+        helper.make_node("Transpose", [raw], ["ds_t"], perm=[0, 2, 1]),
+        helper.make_node("Split", ["ds_t", "ds_split"], ["ds_xy", "ds_wh", "ds_cls"], axis=2),
+        helper.make_node("Mul", ["ds_wh", "ds_half"], ["ds_hwh"]),
+        helper.make_node("Sub", ["ds_xy", "ds_hwh"], ["ds_p1"]),
+        helper.make_node("Add", ["ds_xy", "ds_hwh"], ["ds_p2"]),
+        helper.make_node("ReduceMax", ["ds_cls"], ["ds_score"], axes=[2], keepdims=1)
+        if _opset(model) < 18 else
+        helper.make_node("ReduceMax", ["ds_cls", "ds_axes"], ["ds_score"], keepdims=1),
+        helper.make_node("ArgMax", ["ds_cls"], ["ds_arg"], axis=2, keepdims=1),
+        helper.make_node("Cast", ["ds_arg"], ["ds_label"], to=TensorProto.FLOAT),
+        helper.make_node("Concat", ["ds_p1", "ds_p2", "ds_score", "ds_label"], ["output"],
+                         axis=2),
+    ]
+    if _opset(model) >= 18:
+        g.initializer.append(numpy_helper.from_array(np.array([2], np.int64), "ds_axes"))
+    g.node.extend(nodes)
+    batch_dim = g.input[0].type.tensor_type.shape.dim[0]
+    b: int | str = batch_dim.dim_value if batch_dim.HasField("dim_value") else "batch"
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("output", TensorProto.FLOAT, [b, None, 6]))
+
+
+def _opset(model: Any) -> int:
+    return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
