@@ -208,8 +208,10 @@ def read(path: Path) -> Dataset:
         files, [w for w, _ in sizes], [h for _, h in sizes],
         split=[split_of.get(i, UNSET_SPLIT) for i in ids],
         label_file=[f"{prefix}label_2/{i}.txt" if i in label_ids else "" for i in ids])
-    boxes = BoxTable.build(cols.image, nums[:, 1:5], ids_all, truncated=cols.truncated,
-                           occluded=cols.occluded, ignore=ignore, line=cols.line, extra=extra)
+    with np.errstate(over="ignore"):  # a truncated beyond float32 is kept as inf
+        boxes = BoxTable.build(cols.image, nums[:, 1:5], ids_all, truncated=cols.truncated,
+                               occluded=cols.occluded, ignore=ignore, line=cols.line,
+                               extra=extra)
     info: dict[str, Any] = {"format": "kitti", "name": path.name}
     if conflicts:
         info["split_conflicts"] = conflicts

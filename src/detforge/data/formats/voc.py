@@ -424,9 +424,10 @@ def read(path: Path) -> Dataset:
         files, [w for w, _ in sizes], [h for _, h in sizes],
         split=[split_of.get(i, UNSET_SPLIT) for i in ids],
         label_file=[f"Annotations/{i}.xml" if i in xml_ids else "" for i in ids])
-    box_table = BoxTable.build(
-        boxes.image, np.asarray(boxes.xyxy, np.float64).reshape(-1, 4), class_id,
-        difficult=boxes.difficult, truncated=boxes.truncated, occluded=boxes.occluded)
+    with np.errstate(over="ignore"):  # a truncated beyond float32 is kept as inf
+        box_table = BoxTable.build(
+            boxes.image, np.asarray(boxes.xyxy, np.float64).reshape(-1, 4), class_id,
+            difficult=boxes.difficult, truncated=boxes.truncated, occluded=boxes.occluded)
     info: dict[str, Any] = {"format": "voc", "name": path.name}
     if conflicts:
         info["split_conflicts"] = conflicts
