@@ -98,7 +98,8 @@ def test_duplicate_pairs_match_brute_force() -> None:
     ((5, 0), ["unused_class"]),
 ], ids=["100-to-2", "49-to-1", "50-to-1", "unused"])
 def test_class_balance(counts: tuple[int, int], expected: list[str]) -> None:
-    boxes = [(i, [1, 1, 9, 9], c) for c, n in enumerate(counts) for i in range(n)]
+    boxes: list[tuple[int, list[float], int]] = [
+        (i, [1.0, 1.0, 9.0, 9.0], c) for c, n in enumerate(counts) for i in range(n)]
     ds = _ds(boxes, n_images=max(counts))
     assert _checks(ds) == expected
 
@@ -120,6 +121,7 @@ def test_box_size_outlier() -> None:
     assert "typical" in finding.message
 
 
+@pytest.mark.slow
 def test_annotation_checks_scale_to_coco_size() -> None:
     """900k boxes on 120k images, annotation checks only: a few seconds at most."""
     rng = np.random.default_rng(0)

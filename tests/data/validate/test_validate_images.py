@@ -80,3 +80,24 @@ def test_near_duplicates_can_be_turned_off(tmp_path: Path, make_dataset: MakeDat
     ds2 = Dataset(ds.classes, images, ds.boxes, ds.root, ds.info)
     checks = [f.check for f in validate(ds2, progress=False, near_duplicate_bits=-1).findings]
     assert checks == ["exact_duplicate_image", "empty_image"]
+
+
+def test_many_identical_hashes_stay_fast() -> None:
+    """5,000 frames with one perceptual hash (e.g. black frames) must not pair up n^2."""
+    import time
+
+    from detforge.core.classes import ClassMap
+    from detforge.data.dataset import BoxTable
+    from detforge.data.validate.duplicates import duplicate_findings
+    from detforge.data.validate.images import ImageProbe
+
+    n = 5000
+    images = ImageTable.build([f"f{i}.jpg" for i in range(n)], [W] * n, [H] * n,
+                              split=["train"] * (n - 1) + ["val"])
+    ds = Dataset(ClassMap.from_names(["a"]), images, BoxTable.empty())
+    probes = [ImageProbe("ok", W, H, f"{i:064x}", 12345) for i in range(n)]
+    start = time.perf_counter()
+    findings = duplicate_findings(ds, probes)
+    assert time.perf_counter() - start < 5
+    assert len(findings) == n - 1
+    assert [f.check for f in findings].count("split_leak") == 1

@@ -119,10 +119,16 @@ def duplicate_findings(ds: Dataset, probes: list[ImageProbe], *,
         by_sha[probes[i].sha256].append(i)
     for members in by_sha.values():
         pairs.extend((members[0], m) for m in members[1:])
-    hashes = np.array([probes[i].phash for i in ok], np.uint64)
     if max_distance >= 0 and len(ok) > 1:
-        first, second, _ = near_duplicate_pairs(hashes, max_distance=max_distance)
-        pairs.extend((ok[a], ok[b]) for a, b in zip(first.tolist(), second.tolist(), strict=True))
+        # Identical hashes (e.g. thousands of black frames) are chained to their first
+        # image, so the pair search runs over distinct hashes only and stays near-linear.
+        hashes = np.array([probes[i].phash for i in ok], np.uint64)
+        distinct, first_of, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        pairs.extend((ok[int(first_of[u])], ok[k]) for k, u in enumerate(inverse.tolist())
+                     if int(first_of[u]) != k)
+        a, b, _ = near_duplicate_pairs(distinct, max_distance=max_distance)
+        pairs.extend((ok[int(first_of[i])], ok[int(first_of[j])])
+                     for i, j in zip(a.tolist(), b.tolist(), strict=True))
     splits = [str(s) for s in ds.images.split.tolist()]
     out: list[Finding] = []
     for group in _clusters(ds.num_images, pairs):
