@@ -1,0 +1,251 @@
+"""Sinks: where predictions go (JSON Lines, COCO results JSON, CSV, annotated images/video).
+
+Every file sink writes atomically: the output appears complete, or not at all, when the sink
+is closed. The pipeline closes its sinks on success and on Ctrl-C, so an interrupted run
+keeps the results predicted so far.
+
+JSON Lines record (one per image or frame)::
+
+    {"source": "a.jpg", "frame": null, "width": 640, "height": 480,
+     "detections": [{"xyxy": [x1, y1, x2, y2], "score": 0.9, "class_id": 0,
+                     "class_name": "person", "track_id": null}]}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detforge.core.atomic import atomic_open, atomic_write_json
+from detforge.core.detections import Detections
+from detforge.core.errors import ConfigError
+from detforge.runtime.vis import VisSink
+
+__all__ = ["SINK_FORMATS", "CocoSink", "CsvSink", "JsonlSink", "Prediction", "Sink", "VisSink",
+           "make_sink", "read_coco_results", "read_csv", "read_jsonl"]
+
+SINK_FORMATS = ("jsonl", "coco", "csv")
+CSV_FIELDS = ("source", "frame", "width", "height", "x1", "y1", "x2", "y2", "score", "class_id",
+              "class_name", "track_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The detections of one image or video frame.
+
+    Attributes:
+        source: The file (or stream) it came from.
+        frame: Frame index for video, None for an image.
+        width: Original width in pixels.
+        height: Original height in pixels.
+        detections: In original pixels.
+        image: The RGB image, kept only when a sink draws it (else None).
+    """
+
+    source: str
+    frame: int | None
+    width: int
+    height: int
+    detections: Detections
+    image: NDArray[np.uint8] | None = None
+
+    def to_record(self, classes: Sequence[str]) -> dict[str, Any]:
+        """The JSON Lines record."""
+        d = self.detections
+        tracks = d.track_ids.tolist() if d.track_ids is not None else [None] * len(d)
+        dets = [{"xyxy": [round(float(v), 2) for v in box], "score": round(float(s), 5),
+                 "class_id": int(c), "class_name": _name(classes, int(c)), "track_id": t}
+                for box, s, c, t in zip(d.xyxy, d.scores, d.class_ids, tracks, strict=True)]
+        return {"source": self.source, "frame": self.frame, "width": self.width,
+                "height": self.height, "detections": dets}
+
+
+def _name(classes: Sequence[str], cid: int) -> str:
+    return classes[cid] if 0 <= cid < len(classes) else str(cid)
+
+
+class Sink(Protocol):
+    """Receives predictions in input order; ``close`` commits the output."""
+
+    needs_image: bool
+
+    def write(self, prediction: Prediction) -> None:
+        """Add one prediction."""
+        ...
+
+    def close(self) -> None:
+        """Finish and commit the output."""
+        ...
+
+
+class _FileSink:
+    needs_image = False
+
+    def __init__(self, path: str | Path, classes: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.classes = tuple(classes)
+        self._stack = contextlib.ExitStack()
+        self._fh: IO[Any] = self._stack.enter_context(atomic_open(self.path, "w"))
+
+    def close(self) -> None:
+        """Commit the file (rename the temporary file into place)."""
+        self._stack.close()
+
+
+class JsonlSink(_FileSink):
+    """One JSON object per image or frame (see the module docstring)."""
+
+    def write(self, prediction: Prediction) -> None:
+        """Append one record."""
+        self._fh.write(json.dumps(prediction.to_record(self.classes), ensure_ascii=False) + "\n")
+
+
+class CsvSink(_FileSink):
+    """One row per detection; an image without detections gets one row with empty box fields."""
+
+    def __init__(self, path: str | Path, classes: Sequence[str]) -> None:
+        super().__init__(path, classes)
+        self._writer = csv.writer(self._fh, lineterminator="\n")
+        self._writer.writerow(CSV_FIELDS)
+
+    def write(self, prediction: Prediction) -> None:
+        """Append the prediction's rows."""
+        head = [prediction.source, "" if prediction.frame is None else prediction.frame,
+                prediction.width, prediction.height]
+        rec = prediction.to_record(self.classes)
+        if not rec["detections"]:
+            self._writer.writerow(head + [""] * 8)
+        for det in rec["detections"]:
+            self._writer.writerow(head + det["xyxy"] + [
+                det["score"], det["class_id"], det["class_name"],
+                "" if det["track_id"] is None else det["track_id"]])
+
+
+class CocoSink:
+    """A COCO results JSON: ``[{image_id, category_id, bbox: [x, y, w, h], score}]``.
+
+    Args:
+        path: Output file.
+        classes: Class names.
+        image_ids: Source (file path as given) -> COCO image id; default: 1, 2, ... in order.
+        category_ids: COCO category id per class id; default: the class id itself.
+    """
+
+    needs_image = False
+
+    def __init__(self, path: str | Path, classes: Sequence[str], *,
+                 image_ids: Mapping[str, int] | None = None,
+                 category_ids: Sequence[int] | None = None) -> None:
+        self.path = Path(path)
+        self.classes = tuple(classes)
+        self.image_ids = image_ids
+        self.category_ids = category_ids
+        self._results: list[dict[str, Any]] = []
+        self._count = 0
+
+    def write(self, prediction: Prediction) -> None:
+        """Add the prediction's detections."""
+        self._count += 1
+        key = prediction.source if prediction.frame is None else (
+            f"{prediction.source}#{prediction.frame}")
+        if self.image_ids is not None:
+            if key not in self.image_ids:
+                raise ConfigError(f"{key}: not in the COCO image id map; pass the ground-truth "
+                                  f"JSON that lists it, or drop the map")
+            image_id = self.image_ids[key]
+        else:
+            image_id = self._count
+        d = prediction.detections
+        for box, score, cid in zip(d.xyxy.tolist(), d.scores.tolist(), d.class_ids.tolist(),
+                                   strict=True):
+            cat = self.category_ids[cid] if self.category_ids is not None else cid
+            self._results.append({
+                "image_id": image_id, "category_id": int(cat), "score": round(score, 5),
+                "bbox": [round(box[0], 2), round(box[1], 2), round(box[2] - box[0], 2),
+                         round(box[3] - box[1], 2)]})
+
+    def close(self) -> None:
+        """Write the JSON file."""
+        atomic_write_json(self.path, self._results, indent=None)
+
+
+def make_sink(fmt: str, path: str | Path, classes: Sequence[str]) -> Sink:
+    """A file sink by format name.
+
+    Args:
+        fmt: ``"jsonl"``, ``"coco"`` or ``"csv"``.
+        path: Output file.
+        classes: Class names.
+
+    Raises:
+        ConfigError: Unknown format; the message lists the valid ones.
+    """
+    if fmt == "jsonl":
+        return JsonlSink(path, classes)
+    if fmt == "csv":
+        return CsvSink(path, classes)
+    if fmt == "coco":
+        return CocoSink(path, classes)
+    raise ConfigError(f"unknown output format {fmt!r}; choose one of {list(SINK_FORMATS)}")
+
+
+def read_jsonl(path: str | Path) -> list[Prediction]:
+    """Read predictions written by :class:`JsonlSink`."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            dets = rec["detections"]
+            tracks = [d["track_id"] for d in dets]
+            det = Detections.from_arrays(
+                np.array([d["xyxy"] for d in dets], np.float32).reshape(-1, 4),
+                [d["score"] for d in dets], [d["class_id"] for d in dets],
+                tracks if dets and all(t is not None for t in tracks) else None)
+            out.append(Prediction(rec["source"], rec["frame"], rec["width"], rec["height"], det))
+    return out
+
+
+def read_csv(path: str | Path) -> list[Prediction]:
+    """Read predictions written by :class:`CsvSink` (rows grouped by image, in order)."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    with open(path, encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            groups.setdefault((row["source"], row["frame"]), []).append(row)
+    out = []
+    for (source, frame), rows in groups.items():
+        rows = [r for r in rows if r["x1"] != ""] or []
+        det = Detections.from_arrays(
+            np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2")] for r in rows],
+                     np.float32).reshape(-1, 4),
+            [float(r["score"]) for r in rows], [int(r["class_id"]) for r in rows],
+            [int(r["track_id"]) for r in rows] if rows and all(r["track_id"] for r in rows)
+            else None)
+        first = groups[(source, frame)][0]
+        out.append(Prediction(source, int(frame) if frame else None, int(first["width"]),
+                              int(first["height"]), det))
+    return out
+
+
+def read_coco_results(path: str | Path) -> dict[int, Detections]:
+    """Read a COCO results JSON into detections per image id (xywh -> xyxy)."""
+    with open(path, encoding="utf-8") as fh:
+        results = json.load(fh)
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        by_image.setdefault(int(r["image_id"]), []).append(r)
+    out = {}
+    for image_id, rs in by_image.items():
+        xywh = np.array([r["bbox"] for r in rs], np.float32).reshape(-1, 4)
+        xywh[:, 2:] += xywh[:, :2]
+        out[image_id] = Detections.from_arrays(xywh, [r["score"] for r in rs],
+                                               [r["category_id"] for r in rs])
+    return out
+

@@ -1,0 +1,105 @@
+"""The pipelined engine, run on FakeBackend: order, back-pressure, skips, Ctrl-C."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detforge.runtime.pipeline import run_pipeline
+from detforge.runtime.sinks import JsonlSink, Prediction, read_jsonl
+from detforge.runtime.sources import SourceItem, open_source
+from detforge.testing import FakeBackend, fake_model, solid_image, write_image
+
+
+class ListSink:
+    needs_image = False
+
+    def __init__(self) -> None:
+        self.items: list[Prediction] = []
+        self.closed = False
+
+    def write(self, prediction: Prediction) -> None:
+        self.items.append(prediction)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _folder(tmp_path: Path, n: int) -> Path:
+    for i in range(n):  # grey level i+1 identifies the image (FakeBackend.echo scores it)
+        write_image(tmp_path / "imgs" / f"{i:03d}.png", solid_image(64, 64, i + 1))
+    return tmp_path / "imgs"
+
+
+def _grey(pred: Prediction) -> int:
+    return int(round(float(pred.detections.scores[0]) * 255))
+
+
+@pytest.mark.parametrize(("batch", "dynamic", "workers"), [
+    (1, True, 1), (4, True, 3), (4, False, 2), (7, True, 4)],
+    ids=["b1", "b4-dynamic", "b4-fixed", "b7-w4"])
+def test_order_is_input_order(tmp_path: Path, batch: int, dynamic: bool, workers: int) -> None:
+    backend = FakeBackend.echo()
+    sink = ListSink()
+    stats = run_pipeline(fake_model(backend), open_source(_folder(tmp_path, 23)), [sink],
+                         batch=batch, dynamic=dynamic, workers=workers, progress=False)
+    assert [_grey(p) for p in sink.items] == list(range(1, 24))
+    assert stats.images == 23 and stats.skipped == 0 and sink.closed
+    assert max(backend.batch_sizes) <= batch
+    if not dynamic:
+        assert backend.batch_sizes[1:-1] == [batch] * (len(backend.batch_sizes) - 2)
+
+
+def test_back_pressure_bounds_the_decode_queue() -> None:
+    def items():  # an endless source: only back-pressure keeps memory flat
+        i = 0
+        while True:
+            yield SourceItem(source=f"f{i}", frame=i, bgr=solid_image(64, 64, i % 250 + 1))
+            i += 1
+            if i == 60:
+                return
+
+    backend = FakeBackend.echo(delay=0.01)
+    sink = ListSink()
+    stats = run_pipeline(fake_model(backend), items(), [sink], batch=2, workers=2,
+                         queue_size=3, progress=False)
+    assert stats.images == 60
+    assert 1 <= stats.max_queue <= 3
+
+
+def test_unreadable_files_are_skipped_and_counted(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, 5)
+    (folder / "002b.jpg").write_bytes(b"not a jpeg")
+    (folder / "empty.png").write_bytes(b"")
+    sink = ListSink()
+    stats = run_pipeline(fake_model(FakeBackend.echo()), open_source(folder), [sink], batch=2,
+                         progress=False)
+    assert stats.images == 5 and stats.skipped == 2
+    assert sorted(Path(s).name for s, _ in stats.skipped_sources) == ["002b.jpg", "empty.png"]
+    assert "not a decodable image" in stats.skipped_sources[0][1]
+    assert [_grey(p) for p in sink.items] == [1, 2, 3, 4, 5]
+
+
+def test_keyboard_interrupt_flushes_results_so_far(tmp_path: Path) -> None:
+    backend = FakeBackend.echo(interrupt_on_call=4)  # call 1 is the warm-up
+    out = tmp_path / "out.jsonl"
+    model = fake_model(backend)
+    stats = run_pipeline(model, open_source(_folder(tmp_path, 20)),
+                         [JsonlSink(out, model.classes)], batch=2, dynamic=False,
+                         progress=False)
+    assert stats.interrupted
+    got = read_jsonl(out)
+    assert len(got) == stats.images == 4  # two full batches before the interrupt
+    assert [_grey(p) for p in got] == [1, 2, 3, 4]
+
+
+def test_results_are_in_original_pixels(tmp_path: Path) -> None:
+    write_image(tmp_path / "wide.png", solid_image(50, 200, 200))
+    sink = ListSink()
+    run_pipeline(fake_model(FakeBackend.echo()), open_source(tmp_path / "wide.png"), [sink],
+                 batch=1, progress=False)
+    [pred] = sink.items
+    assert (pred.width, pred.height) == (200, 50)
+    np.testing.assert_allclose(pred.detections.xyxy[0], [0, 0, 200, 50])
