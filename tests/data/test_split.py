@@ -12,10 +12,12 @@ import pytest
 from detforge.core.classes import ClassMap
 from detforge.core.errors import ConfigError, DatasetError
 from detforge.data.dataset import BoxTable, Dataset, ImageTable
+from detforge.data.images import image_key
 from detforge.data.split import (
     check_ratios,
     format_split_report,
     image_groups,
+    image_keys,
     parse_ratios,
     split_dataset,
     split_dataset_files,
@@ -57,7 +59,8 @@ def test_same_seed_gives_identical_split() -> None:
 
 def test_different_seed_gives_different_split() -> None:
     ds = make_dataset()
-    assert split_of(split_dataset(ds, seed=0).dataset) != split_of(split_dataset(ds, seed=1).dataset)
+    a, b = split_dataset(ds, seed=0).dataset, split_dataset(ds, seed=1).dataset
+    assert split_of(a) != split_of(b)
 
 
 def test_split_does_not_depend_on_row_order() -> None:
@@ -236,3 +239,12 @@ def test_split_files_refuses_unsafe_output(tmp_path: Path, where: str) -> None:
     with pytest.raises(ConfigError, match="choose"):
         split_dataset_files(src, out)
     assert (src / "data.yaml").read_text() == "names: [a]\n"
+
+
+@pytest.mark.parametrize("file", [
+    "a.jpg", "images/a.jpg", "images/train/cam1/0001.jpg", "JPEGImages/x/y.png", "train/a.jpg",
+    "images/images/a.jpg", "train", "images/", "./images/a.jpg", "a//b.jpg", "/abs/a.jpg",
+    "images/..", "images/.", "x/train/a.jpg", "image_2/000001.png",
+], ids=lambda f: f)
+def test_image_keys_match_image_key(file: str) -> None:
+    assert image_keys([file, file]) == [image_key(file)] * 2

@@ -37,6 +37,7 @@ from detforge.data.report import (
     text_table,
     write_page,
 )
+from detforge.data.split import sorted_unique
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -219,7 +220,8 @@ def dataset_stats(dataset: Dataset) -> DatasetStats:
 
     class_boxes = np.zeros((s, k), np.int64)
     np.add.at(class_boxes, (split_of[b.image_index[valid]], b.class_id[valid]), 1)
-    pairs = np.unique(b.image_index[valid].astype(np.int64) * max(k, 1) + b.class_id[valid])
+    pairs, _ = sorted_unique(b.image_index[valid].astype(np.int64) * max(k, 1)
+                             + b.class_id[valid])
     class_images = np.zeros((s, k), np.int64)
     np.add.at(class_images, (split_of[pairs // max(k, 1)], pairs % max(k, 1)), 1)
 
@@ -233,9 +235,9 @@ def dataset_stats(dataset: Dataset) -> DatasetStats:
     empty = np.bincount(split_of[per_image == 0], minlength=s)
     boxes = np.bincount(split_of[obj_img], minlength=s)
     known = (dataset.images.width > 0) & (dataset.images.height > 0)
-    sizes, size_counts = np.unique(
-        np.stack([dataset.images.width[known], dataset.images.height[known]], axis=1),
-        axis=0, return_counts=True)
+    size_keys, size_counts = sorted_unique(
+        dataset.images.width[known].astype(np.int64) * 2**32 + dataset.images.height[known])
+    sizes = np.stack([size_keys // 2**32, size_keys % 2**32], axis=1)
     order = np.lexsort((sizes[:, 1], sizes[:, 0], -size_counts))
 
     def by_split(arr: NDArray[Any]) -> dict[str, int]:
