@@ -116,3 +116,24 @@ def test_html_report_is_self_contained(tmp_path: Path) -> None:
         assert png.startswith(b"\x89PNG") and b"http" not in png
     assert "<td>cat</td>" in html and "unsplit" in html
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary file left
+
+
+def test_bccd_stats_match_the_xml_and_split_covers_every_class(bccd_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from detforge.data.formats import read_dataset
+    from detforge.data.split import split_dataset
+
+    names: dict[str, int] = {}
+    xmls = sorted((bccd_path / "Annotations").glob("*.xml"))
+    for xml in xmls:
+        for obj in ET.parse(xml).getroot().iter("object"):
+            name = obj.findtext("name", "")
+            names[name] = names.get(name, 0) + 1
+    ds = read_dataset(bccd_path, "voc")
+    s = dataset_stats(ds)
+    assert s.num_images == len(xmls) and s.num_boxes == sum(names.values())
+    assert dict(zip(s.classes, s.total_class_boxes(), strict=True)) == names
+    rep = split_dataset(ds, seed=0).report
+    assert (rep.class_images > 0).all()
+    np.testing.assert_allclose(rep.achieved, (0.8, 0.1, 0.1), atol=0.01)
