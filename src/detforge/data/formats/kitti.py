@@ -247,11 +247,15 @@ def _lines(dataset: Dataset) -> list[str]:
     b = dataset.boxes
     names = _type_names(dataset)
     cols = {n: _extra(b, n) for n in _DEFAULTS}
+    nums = np.hstack([cols["alpha"], b.xyxy, cols["dimensions"], cols["location"],
+                      cols["rotation_y"]]).tolist()
     score = b.extra.get("score")
+    scores = [None] * len(b) if score is None else np.asarray(score, np.float64).tolist()
     out: list[str] = []
-    for r in range(len(b)):
-        c = int(b.class_id[r])
-        if b.ignore[r]:
+    for r, (c, ignore, tr, occ, row, sc) in enumerate(zip(
+            b.class_id.tolist(), b.ignore.tolist(), b.truncated, b.occluded.tolist(), nums,
+            scores, strict=True)):
+        if ignore:
             kind = DONTCARE
         elif 0 <= c < len(names):
             kind = names[c]
@@ -260,12 +264,9 @@ def _lines(dataset: Dataset) -> list[str]:
             raise DatasetError(f"box with class id {c} in image {img!r} is not one of the "
                                f"{len(names)} classes; fix it (detforge data validate --fix) "
                                "first")
-        nums = [cols["alpha"][r, 0], *b.xyxy[r], *cols["dimensions"][r], *cols["location"][r],
-                cols["rotation_y"][r, 0]]
-        text = " ".join([kind, fmt_num(b.truncated[r]), str(int(b.occluded[r])),
-                         *(fmt_num(v) for v in nums)])
-        if score is not None and np.isfinite(float(score[r])):
-            text += " " + fmt_num(np.float64(score[r]))
+        text = " ".join([kind, fmt_num(tr), str(occ), *(fmt_num(v) for v in row)])
+        if sc is not None and np.isfinite(sc):
+            text += " " + fmt_num(sc)
         out.append(text)
     return out
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 from typing import Any
+from xml.sax.saxutils import escape
 
 import numpy as np
 from defusedxml import DefusedXmlException
@@ -84,6 +85,13 @@ def fmt_num(value: float | np.floating[Any]) -> str:
     Returns:
         The number as text, never in scientific notation.
     """
+    if not isinstance(value, np.floating) or isinstance(value, np.float64):
+        v = float(value)
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        text = repr(v)
+        if "e" not in text and "n" not in text:  # not scientific, inf or nan
+            return text
     return np.format_float_positional(value, unique=True, trim="-")
 
 
@@ -436,39 +444,52 @@ def read(path: Path) -> Dataset:
     return Dataset(classes, table, box_table, root=path, info=info)
 
 
-def _sub(parent: ET.Element, tag: str, text: str) -> None:
-    ET.SubElement(parent, tag).text = text
+_HEAD = """<annotation>
+  <folder>JPEGImages</folder>
+  <filename>{filename}</filename>
+  <size>
+    <width>{width}</width>
+    <height>{height}</height>
+    <depth>{depth}</depth>
+  </size>
+  <segmented>0</segmented>
+"""
+_OBJECT = """  <object>
+    <name>{name}</name>
+    <pose>Unspecified</pose>
+    <truncated>{truncated}</truncated>
+    <difficult>{difficult}</difficult>
+    <occluded>{occluded}</occluded>
+    <bndbox>
+      <xmin>{x1}</xmin>
+      <ymin>{y1}</ymin>
+      <xmax>{x2}</xmax>
+      <ymax>{y2}</ymax>
+    </bndbox>
+  </object>
+"""
 
 
-def _xml_for(ds: Dataset, i: int, rows: Any, filename: str, depth: int) -> str:
+def _objects(ds: Dataset) -> list[str]:
+    """The ``<object>`` element of every box (empty for ignore regions), in box order."""
     b = ds.boxes
-    root = ET.Element("annotation")
-    _sub(root, "folder", "JPEGImages")
-    _sub(root, "filename", filename)
-    size = ET.SubElement(root, "size")
-    _sub(size, "width", str(int(ds.images.width[i])))
-    _sub(size, "height", str(int(ds.images.height[i])))
-    _sub(size, "depth", str(depth))
-    _sub(root, "segmented", "0")
-    for r in rows:
-        if b.ignore[r]:
+    names = [escape(n) for n in ds.classes.names]
+    out: list[str] = []
+    for r, (c, ignore, xyxy, tr, diff, occ) in enumerate(zip(
+            b.class_id.tolist(), b.ignore.tolist(), b.xyxy.tolist(), b.truncated,
+            b.difficult.tolist(), b.occluded.tolist(), strict=True)):
+        if ignore:
+            out.append("")
             continue
-        c = int(b.class_id[r])
-        if not 0 <= c < len(ds.classes):
+        if not 0 <= c < len(names):
+            img = ds.images.file[int(b.image_index[r])]
             raise DatasetError(
-                f"box with class id {c} in image {ds.images.file[i]!r} is not one of the "
-                f"{len(ds.classes)} classes; fix it (detforge data validate --fix) first")
-        obj = ET.SubElement(root, "object")
-        _sub(obj, "name", ds.classes.names[c])
-        _sub(obj, "pose", "Unspecified")
-        _sub(obj, "truncated", fmt_num(b.truncated[r]))
-        _sub(obj, "difficult", str(int(b.difficult[r])))
-        _sub(obj, "occluded", str(int(b.occluded[r])))
-        box = ET.SubElement(obj, "bndbox")
-        for tag, v in zip(_COORDS, b.xyxy[r], strict=True):
-            _sub(box, tag, fmt_num(v))
-    ET.indent(root, "  ")
-    return ET.tostring(root, encoding="unicode") + "\n"
+                f"box with class id {c} in image {img!r} is not one of the {len(names)} "
+                "classes; fix it (detforge data validate --fix) first")
+        x1, y1, x2, y2 = (fmt_num(v) for v in xyxy)
+        out.append(_OBJECT.format(name=names[c], truncated=fmt_num(tr), difficult=int(diff),
+                                  occluded=occ, x1=x1, y1=y1, x2=x2, y2=y2))
+    return out
 
 
 def _depth(src: Path | None) -> int:
@@ -505,15 +526,19 @@ def write(dataset: Dataset, out: Path) -> None:
         >>> write(ds, Path("out/voc"))  # doctest: +SKIP
     """
     ids = output_ids(dataset)
+    objects = _objects(dataset)
     per_image = dataset.boxes_per_image()
+    widths, heights = dataset.images.width.tolist(), dataset.images.height.tolist()
     with staged_output(Path(out)) as stage:
         write_labels_txt(stage / "labels.txt", dataset.classes.names)
         for i in progress(range(dataset.num_images), total=dataset.num_images,
                           desc="voc annotations"):
             ident, key = ids[i]
-            xml = _xml_for(dataset, i, per_image[i], PurePosixPath(key).name,
-                           _depth(dataset.image_path(i) if dataset.root is not None else None))
-            put_text(stage / "Annotations" / f"{ident}.xml", xml)
+            depth = _depth(dataset.image_path(i) if dataset.root is not None else None)
+            head = _HEAD.format(filename=escape(PurePosixPath(key).name), width=widths[i],
+                                height=heights[i], depth=depth)
+            body = "".join(objects[r] for r in per_image[i].tolist())
+            put_text(stage / "Annotations" / f"{ident}.xml", f"{head}{body}</annotation>\n")
         write_image_sets(stage / "ImageSets" / "Main", [ident for ident, _ in ids],
                          dataset.images.split.tolist())
         place_images(dataset, stage, [f"JPEGImages/{key}" for _, key in ids])
