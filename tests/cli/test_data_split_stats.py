@@ -122,11 +122,18 @@ def test_stats_table_and_json(src: Path) -> None:
     assert data["image_sizes"] == [[32, 24, VIDEOS * FRAMES]]
 
 
-def test_stats_html_report(src: Path, tmp_path: Path) -> None:
-    report = tmp_path / "report.html"
-    result = runner.invoke(app, ["data", "stats", str(src), "--html", str(report)])
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+def test_stats_html_report(raw: Dataset, tmp_path: Path, as_json: bool) -> None:
+    src, report = tmp_path / "src", tmp_path / "report.html"
+    write_dataset(raw, src, "yolo")
+    result = runner.invoke(app, ["data", "stats", str(src), "--html", str(report),
+                                 *(["--json"] if as_json else [])])
     assert result.exit_code == 0, result.output
-    assert f"report: {report}" in result.stdout
+    if as_json:  # stdout stays pure JSON; the path goes to stderr
+        assert json.loads(result.stdout)["num_boxes"] == raw.num_boxes
+        assert f"report: {report}" in result.stderr
+    else:
+        assert f"report: {report}" in result.stdout
     html = report.read_text(encoding="utf-8")
     assert '<img src="data:image/png;base64,' in html and not re.search(r"https?://", html)
 
