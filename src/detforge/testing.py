@@ -25,8 +25,8 @@ from detforge.runtime.backend import BackendBase, InputSpec, RawOutput
 from detforge.runtime.metadata import ModelMeta
 from detforge.runtime.model import Model
 
-__all__ = ["FakeBackend", "fake_model", "random_image", "solid_image", "write_image",
-           "write_video"]
+__all__ = ["FakeBackend", "fake_model", "random_image", "solid_image", "tiny_onnx_model",
+           "write_image", "write_video"]
 
 OutputFn = Callable[[NDArray[np.float32]], RawOutput]
 
@@ -141,4 +141,63 @@ def write_video(path: str | Path, frames: Sequence[NDArray[np.uint8]], *,
             writer.write(np.ascontiguousarray(f[..., ::-1]))
     finally:
         writer.release()
+    return path
+
+
+def tiny_onnx_model(path: str | Path, *, classes: Sequence[str] = ("cat", "dog"),
+                    imgsz: tuple[int, int] = (64, 64), layout: str = "raw",
+                    dynamic_batch: bool = True) -> Path:
+    """Write a tiny ONNX detector (no weights to train, no torch) with detforge metadata.
+
+    Output, ``raw`` layout ``[B, 4+K, 3]``: three fixed boxes (cx, cy, w, h in input pixels)
+    whose class scores are fixed weights times the image's mean intensity (0..1), so
+    results depend on the input and every runtime path can be exercised.
+
+    Args:
+        path: Output ``.onnx`` file.
+        classes: Class names (K).
+        imgsz: Input ``(height, width)``.
+        layout: Only ``"raw"`` is built.
+        dynamic_batch: A symbolic batch dimension (else fixed at 1).
+
+    Returns:
+        ``path``.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from detforge.runtime.metadata import ModelMeta, embed_meta
+
+    if layout != "raw":
+        raise ValueError(f"tiny_onnx_model builds the 'raw' layout only, not {layout!r}")
+    h, w = imgsz
+    k = len(classes)
+    boxes = np.array([[w * 0.3, w * 0.6, w * 0.5], [h * 0.3, h * 0.5, h * 0.7],
+                      [w * 0.4, w * 0.3, w * 0.2], [h * 0.4, h * 0.5, h * 0.3]],
+                     np.float32)[None]
+    weights = np.linspace(0.2, 1.8, 3 * k, dtype=np.float32).reshape(1, k, 3)[:, :, ::-1]
+    batch: str | int = "batch" if dynamic_batch else 1
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images", "axes"], ["mean"], keepdims=1),
+         helper.make_node("Reshape", ["mean", "shape"], ["mean3"]),
+         helper.make_node("Mul", ["mean3", "weights"], ["scores"]),
+         helper.make_node("Mul", ["mean3", "zero"], ["zeros"]),
+         helper.make_node("Add", ["zeros", "boxes"], ["bboxes"]),
+         helper.make_node("Concat", ["bboxes", "scores"], ["output0"], axis=1)],
+        "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, h, w])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [batch, 4 + k, 3])],
+        [numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+         numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shape"),
+         numpy_helper.from_array(np.ascontiguousarray(weights), "weights"),
+         numpy_helper.from_array(np.zeros((1, 1, 1), np.float32), "zero"),
+         numpy_helper.from_array(boxes, "boxes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    embed_meta(model, ModelMeta(classes=tuple(classes), imgsz=imgsz, layout="raw",
+                                dynamic_batch=dynamic_batch))
+    onnx.checker.check_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
     return path

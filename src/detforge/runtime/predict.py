@@ -1,0 +1,98 @@
+"""``predict``: a model over a source into an output file: the library side of the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from detforge.core.errors import ConfigError
+from detforge.runtime.loader import load_model
+from detforge.runtime.pipeline import Tracker, run_pipeline
+from detforge.runtime.sinks import Sink, VisSink, make_sink
+from detforge.runtime.sources import open_source
+from detforge.runtime.stats import RunStats
+
+__all__ = ["parse_batch", "parse_imgsz", "predict"]
+
+
+def parse_imgsz(text: str | None) -> tuple[int, int] | None:
+    """``"384,640"`` -> ``(384, 640)``; ``"640"`` -> ``(640, 640)``; None stays None.
+
+    Raises:
+        ConfigError: Not one or two positive integers.
+    """
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.replace("x", ",").split(",")]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values, default=0) <= 0:
+        raise ConfigError(f"--imgsz {text!r}: expected H,W (e.g. 384,640) or one size (640)")
+    return (values[0], values[-1])
+
+
+def parse_batch(text: str) -> int | str:
+    """``"auto"`` or a positive integer.
+
+    Raises:
+        ConfigError: Anything else.
+    """
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise ConfigError(f"--batch {text!r}: expected 'auto' or a positive integer such as 8")
+
+
+def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str = "jsonl",
+            save_vis: str | Path | None = None, conf: float = 0.25, iou: float = 0.7,
+            max_det: int = 300, batch: int | str = "auto", imgsz: tuple[int, int] | None = None,
+            workers: int | None = None, every: int = 1, fps: float | None = None,
+            keyframes: bool = False, device: str = "auto", track: bool = False,
+            progress: bool = True) -> RunStats:
+    """Detect objects in every image or sampled frame of ``source`` and write them to ``out``.
+
+    Args:
+        model: Model file, directory or stem (see :func:`~detforge.runtime.load_model`).
+        source: Image, folder, glob, list file, video, camera index or stream URL.
+        out: Output file.
+        fmt: ``"jsonl"``, ``"coco"`` or ``"csv"``.
+        save_vis: Folder for annotated images and videos, or None.
+        conf: Confidence threshold.
+        iou: NMS IoU threshold.
+        max_det: Most detections per image.
+        batch: Batch size or ``"auto"``.
+        imgsz: Input ``(height, width)`` for dynamic-size models.
+        workers: Decode threads.
+        every: Keep every n-th video frame.
+        fps: Keep video frames at about this rate.
+        keyframes: Keep only scene-change frames.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        track: Assign track ids across video frames (ByteTrack).
+        progress: Show a progress bar.
+
+    Returns:
+        The run's statistics (``interrupted`` is True after Ctrl-C; the output then holds
+        the results so far).
+
+    Raises:
+        ConfigError: A bad option, model path or source.
+        BackendError: The model cannot be loaded or run.
+
+    Example:
+        >>> stats = predict("model.onnx", "photos/", out="dets.jsonl")  # doctest: +SKIP
+    """
+    src = open_source(source, every=every, fps=fps, keyframes=keyframes)
+    tracker: Tracker | None = None
+    if track:
+        from detforge.runtime.track import ByteTracker
+
+        tracker = ByteTracker(frame_rate=fps or 30.0)
+    with load_model(model, device=device, imgsz=imgsz, conf=conf, iou=iou,
+                    max_det=max_det) as m:
+        sinks: list[Sink] = [make_sink(fmt, out, m.classes)]
+        if save_vis is not None:
+            sinks.append(VisSink(save_vis, m.classes))
+        return run_pipeline(m, src, sinks, batch=batch, workers=workers, tracker=tracker,
+                            progress=progress)

@@ -1,0 +1,61 @@
+"""``detforge predict`` end to end on a small exported model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from detforge.cli import app
+from detforge.testing import random_image, tiny_onnx_model, write_image, write_video
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_onnx_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
+def test_predict_images_and_video_to_jsonl(tiny_onnx: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_image(src / "a.jpg", random_image(48, 80, seed=0))
+    write_image(src / "sub" / "b.png", random_image(64, 64, seed=1))
+    (src / "broken.jpg").write_bytes(b"\xff\xd8 nope")
+    write_video(src / "clip.avi", [random_image(40, 60, seed=s) for s in range(6)], fps=10)
+    out = tmp_path / "out.jsonl"
+    vis = tmp_path / "vis"
+    result = runner.invoke(app, ["predict", str(tiny_onnx), str(src), "--out", str(out),
+                                 "--save-vis", str(vis), "--conf", "0.1", "--every", "2",
+                                 "--batch", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["frame"] for r in records] == [None, 0, 2, 4, None]
+    assert records[0]["source"].endswith("a.jpg") and records[0]["width"] == 80
+    det = records[0]["detections"][0]
+    assert set(det) == {"xyxy", "score", "class_id", "class_name", "track_id"}
+    assert det["class_name"] in ("cat", "dog") and det["track_id"] is None
+    assert "skipped: 1" in result.output and "img/s" in result.output and "p95" in result.output
+    assert (vis / "a.jpg").is_file() and (vis / "clip.mp4").is_file()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch", "many"], "ConfigError: --batch 'many'"),
+    (["--imgsz", "0,5"], "ConfigError: --imgsz"),
+    (["--format", "xml"], "unknown output format 'xml'"),
+], ids=["bad-batch", "bad-imgsz", "bad-format"])
+def test_predict_bad_options_exit_2(tiny_onnx: Path, tmp_path: Path, args: list[str],
+                                    message: str) -> None:
+    write_image(tmp_path / "a.jpg", random_image(32, 32))
+    result = runner.invoke(app, ["predict", str(tiny_onnx), str(tmp_path / "a.jpg"), "--out",
+                                 str(tmp_path / "o.jsonl"), "--no-progress", *args])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_predict_missing_source_is_one_line_error(tiny_onnx: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["predict", str(tiny_onnx), str(tmp_path / "nope"), "--out",
+                                 str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2 and "no such file or directory" in result.output
