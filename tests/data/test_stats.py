@@ -137,3 +137,27 @@ def test_bccd_stats_match_the_xml_and_split_covers_every_class(bccd_path: Path) 
     rep = split_dataset(ds, seed=0).report
     assert (rep.class_images > 0).all()
     np.testing.assert_allclose(rep.achieved, (0.8, 0.1, 0.1), atol=0.01)
+
+
+def test_report_helpers_escape_and_align() -> None:
+    from detforge.data.report import Section, html_table, render_page, text_table
+
+    assert text_table(["name", "n"], [["a", 1], ["long", 2.5]]).splitlines() == [
+        "name      n", "a         1", "long  2.500"]
+    table = html_table(["<b>"], [["a&b"]])
+    assert "<th>&lt;b&gt;</th>" in table and "<td>a&amp;b</td>" in table
+    page = render_page("R & D", [Section("<s>", "<p>ok</p>")], subtitle="x<y")
+    assert page.startswith("<!DOCTYPE html>") and "<title>R &amp; D</title>" in page
+    assert "<h2>&lt;s&gt;</h2>" in page and "<p>ok</p>" in page and "x&lt;y" in page
+    assert not re.search(r"https?://|<link|<script", page)
+
+
+def test_figure_to_data_uri_is_a_png() -> None:
+    from detforge.data.report import figure_to_data_uri, html_image, new_figure
+
+    fig = new_figure(2, 2)
+    fig.subplots().plot([0, 1], [1, 0])
+    uri = figure_to_data_uri(fig, dpi=50)
+    assert uri.startswith("data:image/png;base64,")
+    assert base64.b64decode(uri.split(",", 1)[1]).startswith(b"\x89PNG")
+    assert html_image(uri, 'a "plot"') == f'<img src="{uri}" alt="a &quot;plot&quot;">'
