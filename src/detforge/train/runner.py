@@ -101,6 +101,9 @@ def _reopen(config: TrainConfig) -> tuple[TrainConfig, Path, dict[str, Any]]:
     if not last.is_file():
         raise ConfigError(f"{run_dir}: no weights/last.pt to resume from (the run stopped "
                           "before its first epoch ended); start it again without --resume")
+    if read_run_json(run_dir).get("status") == "finished":
+        raise ConfigError(f"{run_dir}: this run already finished; start a new run (without "
+                          "--resume) to train more")
     stored = load_train_config(run_dir / "config.yaml")
     stored = stored.model_copy(update={"resume": True, "out": config.out,
                                        "device": config.device, "threads": config.threads})
