@@ -12,7 +12,12 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from detforge.core.errors import BackendError, ConfigError, EngineMismatchError
+from detforge.core.errors import (
+    BackendError,
+    ConfigError,
+    EngineMismatchError,
+    MissingExtraError,
+)
 from detforge.runtime.backend import backend_class
 from detforge.runtime.metadata import ModelMeta, meta_from_props
 from detforge.runtime.model import Model
@@ -38,7 +43,7 @@ def _usable(path: Path, device: str) -> bool:
 
         try:
             check_engine_file(path)
-        except EngineMismatchError:
+        except (EngineMismatchError, MissingExtraError, BackendError):
             return False
         return True
     if kind == "torch":
