@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
@@ -48,7 +48,8 @@ def image_key(file: str) -> str:
     Writers place images at ``<format image dir>/[<split>/]<key>``, so converting between
     formats keeps sub-folders but never nests layout folders.
     """
-    parts = list(PurePosixPath(file).parts)
-    while len(parts) > 1 and parts[0].lower() in _LAYOUT_DIRS:
-        parts.pop(0)
-    return "/".join(parts)
+    parts = [p for p in file.replace("\\", "/").split("/") if p and p != "."]
+    start = 0
+    while start < len(parts) - 1 and parts[start].lower() in _LAYOUT_DIRS:
+        start += 1
+    return "/".join(parts[start:])
