@@ -60,14 +60,16 @@ def test_matching_equals_pycocotools_eval_imgs(seed: int) -> None:
             for did, m, ign in zip(e["dtIds"], e["dtMatches"][0], e["dtIgnore"][0],
                                    strict=True):
                 status[did] = -1 if ign else int(m > 0)
+    from detforge.evaluate.coco import ResultColumns
     from detforge.evaluate.metrics import coco_boxes
 
-    img_index = {im["id"]: i for i, im in enumerate(gt["images"])}
-    cat_index = {c["id"]: i for i, c in enumerate(sorted(gt["categories"],
-                                                        key=lambda c: c["id"]))}
-    got = match_coco(coco_boxes(dts, img_index, cat_index, scored=True),
-                     coco_boxes(gt["annotations"], img_index, cat_index, scored=False),
-                     len(cat_index))
+    image_ids = [im["id"] for im in gt["images"]]
+    cat_ids = sorted(c["id"] for c in gt["categories"])
+    anns = gt["annotations"]
+    crowd = np.array([bool(a["iscrowd"]) for a in anns])
+    got = match_coco(coco_boxes(ResultColumns.of(dts), image_ids, cat_ids),
+                     coco_boxes(ResultColumns.of([{**a, "score": 1.0} for a in anns]),
+                                image_ids, cat_ids, crowd), len(cat_ids))
     expected = np.array([status.get(i + 1, -1) for i in range(len(dts))])
     np.testing.assert_array_equal(got.status, expected)
     assert ours.num_detections == len(dts)

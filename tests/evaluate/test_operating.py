@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from detforge.evaluate import evaluate_coco
+from detforge.evaluate.coco import ResultColumns
 from detforge.evaluate.metrics import coco_boxes
 from detforge.evaluate.operating import match_coco
 
@@ -71,11 +72,9 @@ def test_only_100_detections_per_image_and_class_count() -> None:
     gt = _gt([(1, 1, [0, 0, 10, 10], 0)], images=1)
     dts = [_dt(1, 1, [60, 60, 5, 5], 0.99 - i * 0.001) for i in range(120)]
     dts.append(_dt(1, 1, [0, 0, 10, 10], 0.5))  # rank 121: beyond maxDets
-    idx = {1: 0}
-    cats = {1: 0, 2: 1}
-    m = match_coco(coco_boxes(dts, idx, cats, scored=True),
-                   coco_boxes(_gt([(1, 1, [0, 0, 10, 10], 0)], 1)["annotations"], idx, cats,
-                              scored=False), 2)
+    gt_ann = [{**gt["annotations"][0], "score": 1.0}]
+    m = match_coco(coco_boxes(ResultColumns.of(dts), [1], [1, 2]),
+                   coco_boxes(ResultColumns.of(gt_ann), [1], [1, 2], np.zeros(1, np.bool_)), 2)
     assert (m.status[:100] == 0).all() and (m.status[100:] == -1).all()
     res = evaluate_coco(copy.deepcopy(gt), copy.deepcopy(dts))
     np.testing.assert_allclose(res.stats, pycocotools_eval(gt, dts).stats, atol=1e-6)

@@ -48,7 +48,7 @@ def image_key(file: str) -> str:
     Writers place images at ``<format image dir>/[<split>/]<key>``, so converting between
     formats keeps sub-folders but never nests layout folders.
     """
-    parts = [p for p in file.replace("\\", "/").split("/") if p and p != "."]
+    parts = [p for p in file.split("/") if p and p != "."]
     start = 0
     while start < len(parts) - 1 and parts[start].lower() in _LAYOUT_DIRS:
         start += 1

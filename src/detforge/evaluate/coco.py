@@ -30,8 +30,8 @@ from detforge.core.detections import Detections
 from detforge.core.errors import DatasetError
 from detforge.data.dataset import Dataset
 
-__all__ = ["CocoGroundTruth", "category_ids", "dataset_to_coco", "detections_to_coco",
-           "load_json", "validate_gt", "validate_results"]
+__all__ = ["CocoGroundTruth", "ResultColumns", "category_ids", "dataset_to_coco",
+           "detections_to_coco", "load_json", "validate_gt", "validate_results"]
 
 
 @dataclass(frozen=True)
@@ -254,8 +254,33 @@ def validate_gt(gt: Any, path: str | Path | None = None) -> dict[str, Any]:
 _RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
 
 
+@dataclass(frozen=True)
+class ResultColumns:
+    """The columns of a COCO results list, as float64 arrays.
+
+    Attributes:
+        image_id: ``[N]`` image ids. category_id: ``[N]`` category ids.
+        score: ``[N]`` scores. bbox: ``[N, 4]`` COCO ``[x, y, w, h]`` boxes.
+    """
+
+    image_id: NDArray[np.float64]
+    category_id: NDArray[np.float64]
+    score: NDArray[np.float64]
+    bbox: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, results: Sequence[dict[str, Any]]) -> ResultColumns:
+        """Columns of a (valid) results list; raises KeyError / TypeError / ValueError."""
+        n = len(results)
+        return cls(np.fromiter((r["image_id"] for r in results), np.float64, n),
+                   np.fromiter((r["category_id"] for r in results), np.float64, n),
+                   np.fromiter((r["score"] for r in results), np.float64, n),
+                   np.array([r["bbox"] for r in results], np.float64).reshape(n, -1)
+                   if n else np.zeros((0, 4)))
+
+
 def validate_results(results: Any, image_ids: Sequence[int], cat_ids: Sequence[int],
-                     path: str | Path | None = None) -> None:
+                     path: str | Path | None = None) -> ResultColumns:
     """Check a COCO results list against the ground truth's images and categories.
 
     Args:
@@ -263,6 +288,9 @@ def validate_results(results: Any, image_ids: Sequence[int], cat_ids: Sequence[i
         image_ids: Image ids of the ground truth.
         cat_ids: Category ids of the ground truth.
         path: The results file, named in errors.
+
+    Returns:
+        The results' columns, for :func:`~detforge.evaluate.metrics.evaluate_coco`.
 
     Raises:
         DatasetError: The results are not a list, an entry lacks a key, a bbox is not four
@@ -276,24 +304,20 @@ def validate_results(results: Any, image_ids: Sequence[int], cat_ids: Sequence[i
             f"{' (this looks like a ground-truth file)' if isinstance(results, dict) else ''}"
             f"; pass the detections file to --predictions and the annotations to --gt",
             path=path)
-    if not results:
-        return
     try:
-        img = np.fromiter((r["image_id"] for r in results), np.float64, len(results))
-        cat = np.fromiter((r["category_id"] for r in results), np.float64, len(results))
-        score = np.fromiter((r["score"] for r in results), np.float64, len(results))
-        bbox = np.array([r["bbox"] for r in results], np.float64)
+        cols = ResultColumns.of(results)
     except (KeyError, TypeError, ValueError):
         _raise_first_bad_entry(results, path)
-    if bbox.shape != (len(results), 4):
+    if cols.bbox.shape != (len(results), 4):
         _raise_first_bad_entry(results, path)
+    bbox = cols.bbox
     checks = (
-        (~np.isin(img, np.asarray(image_ids, np.float64)), "image_id",
+        (~np.isin(cols.image_id, np.asarray(image_ids, np.float64)), "image_id",
          "is not an image id of the ground truth; results must use the GT file's image ids"),
-        (~np.isin(cat, np.asarray(cat_ids, np.float64)), "category_id",
+        (~np.isin(cols.category_id, np.asarray(cat_ids, np.float64)), "category_id",
          f"is not a category id of the ground truth (valid: {sorted(cat_ids)}); a 0-based "
          f"class index needs mapping to the GT category ids"),
-        (~np.isfinite(score), "score", "is not a finite number"),
+        (~np.isfinite(cols.score), "score", "is not a finite number"),
         (~np.isfinite(bbox).all(axis=1) | (bbox[:, 2] < 0) | (bbox[:, 3] < 0), "bbox",
          "is not [x, y, w, h] with finite values and w, h >= 0"),
     )
@@ -302,6 +326,7 @@ def validate_results(results: Any, image_ids: Sequence[int], cat_ids: Sequence[i
             i = int(np.flatnonzero(bad)[0])
             raise DatasetError(f"entry {i}: {key} {results[i][key]!r} {why} "
                                f"({int(bad.sum())} entries affected)", path=path)
+    return cols
 
 
 def _raise_first_bad_entry(results: list[Any], path: str | Path | None) -> NoReturn:

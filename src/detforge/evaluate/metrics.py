@@ -21,6 +21,7 @@ from detforge.core.detections import Detections
 from detforge.core.errors import ConfigError
 from detforge.data.dataset import Dataset
 from detforge.evaluate.coco import (
+    ResultColumns,
     dataset_to_coco,
     detections_to_coco,
     load_json,
@@ -142,22 +143,62 @@ def _asdict(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
 
 
-def coco_boxes(anns: Sequence[dict[str, Any]], img_index: dict[int, int],
-           cat_index: dict[int, int], *, scored: bool) -> Boxes:
+def _lookup(values: NDArray[np.float64], keys: Sequence[int]) -> NDArray[np.int64]:
+    """Position of each value in ``keys`` (every value must be present)."""
+    k = np.asarray(keys, np.float64)
+    order = np.argsort(k, kind="stable")
+    return order[np.searchsorted(k[order], values)].astype(np.int64)
+
+
+def coco_boxes(columns: ResultColumns, image_ids: Sequence[int], cat_ids: Sequence[int],
+               crowd: NDArray[np.bool_] | None = None) -> Boxes:
+    """Columnar :class:`Boxes` (image and class as indices into the id lists).
+
+    Args:
+        columns: Validated columns of COCO annotations or results.
+        image_ids: Image ids, in image-index order.
+        cat_ids: Category ids, in class-index order.
+        crowd: Crowd flags (ground truth); None for detections.
+
+    Returns:
+        The boxes.
+    """
+    n = len(columns.image_id)
+    return Boxes(image=_lookup(columns.image_id, image_ids),
+                 cls=_lookup(columns.category_id, cat_ids), xywh=columns.bbox,
+                 score=columns.score, crowd=np.zeros(n, np.bool_) if crowd is None else crowd)
+
+
+def _gt_columns(anns: Sequence[dict[str, Any]]) -> tuple[ResultColumns, NDArray[np.bool_]]:
     n = len(anns)
-    xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(n, 4)
-    return Boxes(
-        image=np.fromiter((img_index[a["image_id"]] for a in anns), np.int64, n),
-        cls=np.fromiter((cat_index[a["category_id"]] for a in anns), np.int64, n),
-        xywh=xywh,
-        score=np.fromiter((a["score"] for a in anns), np.float64, n) if scored
-        else np.ones(n),
-        crowd=np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), np.bool_, n)
-        if not scored else np.zeros(n, np.bool_))
+    cols = ResultColumns(
+        np.fromiter((a["image_id"] for a in anns), np.float64, n),
+        np.fromiter((a["category_id"] for a in anns), np.float64, n), np.ones(n),
+        np.array([a["bbox"] for a in anns], np.float64).reshape(n, 4))
+    return cols, np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), np.bool_, n)
+
+
+def _results_coco(coco_gt: Any, results: list[dict[str, Any]], bbox: NDArray[np.float64],
+                  ) -> Any:
+    """The detections as a COCO object: what ``COCO.loadRes`` builds for boxes (area
+    w*h, ids 1..N, iscrowd 0), without the polygon it adds to every result."""
+    from faster_coco_eval import COCO
+
+    for i, (ann, area) in enumerate(zip(results, (bbox[:, 2] * bbox[:, 3]).tolist(),
+                                        strict=True)):
+        ann["area"] = area
+        ann["id"] = i + 1
+        ann["iscrowd"] = 0
+    res = COCO(print_function=_quiet)
+    res.dataset = {"images": list(coco_gt.dataset["images"]),
+                   "categories": [dict(c) for c in coco_gt.dataset["categories"]],
+                   "annotations": results}
+    res.createIndex()
+    return res
 
 
 def evaluate_coco(gt: dict[str, Any], results: list[dict[str, Any]], *, conf: float = 0.25,
-                  iou_type: str = "bbox") -> EvalResult:
+                  iou_type: str = "bbox", columns: ResultColumns | None = None) -> EvalResult:
     """Evaluate COCO results against a COCO ground-truth dict.
 
     ``gt`` and ``results`` must be valid (see :func:`~detforge.evaluate.coco.validate_gt`
@@ -169,6 +210,8 @@ def evaluate_coco(gt: dict[str, Any], results: list[dict[str, Any]], *, conf: fl
         results: COCO results (``image_id``, ``category_id``, ``bbox``, ``score``).
         conf: Operating confidence for P/R/F1, the confusion matrix and worst images.
         iou_type: Only ``"bbox"`` is supported.
+        columns: ``results`` as columns, when the caller has them already (from
+            :func:`~detforge.evaluate.coco.validate_results`).
 
     Returns:
         The evaluation result; ``stats`` equal pycocotools' ``COCOeval.stats``.
@@ -187,15 +230,15 @@ def evaluate_coco(gt: dict[str, Any], results: list[dict[str, Any]], *, conf: fl
     cat_ids = [int(c["id"]) for c in cats]
     names = tuple(str(c["name"]) for c in cats)
     images = gt["images"]
-    img_index = {int(im["id"]): i for i, im in enumerate(images)}
-    cat_index = {cid: i for i, cid in enumerate(cat_ids)}
-    gt_boxes = coco_boxes(gt["annotations"], img_index, cat_index, scored=False)
-    dt_boxes = coco_boxes(results, img_index, cat_index, scored=True)
+    image_ids = [int(im["id"]) for im in images]
+    gt_cols, gt_crowd = _gt_columns(gt["annotations"])
+    gt_boxes = coco_boxes(gt_cols, image_ids, cat_ids, gt_crowd)
+    cols = ResultColumns.of(results) if columns is None else columns
+    dt_boxes = coco_boxes(cols, image_ids, cat_ids)
 
-    quiet = _quiet
-    coco_gt = COCO(gt, print_function=quiet)
-    coco_dt = coco_gt.loadRes(results)
-    ev = COCOeval_faster(coco_gt, coco_dt, "bbox", print_function=quiet)
+    coco_gt = COCO(gt, print_function=_quiet)
+    coco_dt = _results_coco(coco_gt, results, cols.bbox)
+    ev = COCOeval_faster(coco_gt, coco_dt, "bbox", print_function=_quiet)
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
@@ -277,10 +320,11 @@ def evaluate_predictions(gt: Dataset, predictions: Mapping[int, Detections] | li
     coco = dataset_to_coco(gt, split=split)
     if isinstance(predictions, list):
         results = [dict(r) for r in predictions]
-        validate_results(results, coco.image_ids.tolist(), coco.cat_ids)
-    else:
-        results = detections_to_coco(predictions, coco)
-    return evaluate_coco(coco.coco, results, conf=conf, iou_type=iou_type)
+        columns = validate_results(results, coco.image_ids.tolist(), coco.cat_ids)
+        return evaluate_coco(coco.coco, results, conf=conf, iou_type=iou_type,
+                             columns=columns)
+    return evaluate_coco(coco.coco, detections_to_coco(predictions, coco), conf=conf,
+                         iou_type=iou_type)
 
 
 def evaluate_files(predictions_json: str | Path, gt_json: str | Path, *,
@@ -305,6 +349,6 @@ def evaluate_files(predictions_json: str | Path, gt_json: str | Path, *,
     """
     gt = validate_gt(load_json(gt_json, "COCO ground-truth"), gt_json)
     results = load_json(predictions_json, "COCO results")
-    validate_results(results, [im["id"] for im in gt["images"]],
-                     [c["id"] for c in gt["categories"]], predictions_json)
-    return evaluate_coco(gt, results, conf=conf)
+    columns = validate_results(results, [im["id"] for im in gt["images"]],
+                               [c["id"] for c in gt["categories"]], predictions_json)
+    return evaluate_coco(gt, results, conf=conf, columns=columns)
