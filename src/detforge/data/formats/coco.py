@@ -112,13 +112,13 @@ def _records(items: list[Any], what: str, path: Path) -> None:
 def _field(items: list[dict[str, Any]], key: str, kinds: str, what: str, path: Path,
            default: Any = None) -> NDArray[Any]:
     """One column of ``items`` as an array whose dtype kind is in ``kinds``."""
-    if default is None:
-        missing = next((i for i, r in enumerate(items) if key not in r), -1)
-        if missing >= 0:
-            raise DatasetError(f'{what}[{missing}] has no "{key}"; add it', path=path)
-        values = [r[key] for r in items]
-    else:
-        values = [r.get(key, default) for r in items]
+    try:
+        values = [r[key] for r in items] if default is None else \
+            [r.get(key, default) for r in items]
+    except (KeyError, TypeError, AttributeError):
+        _records(items, what, path)
+        missing = next((i for i, r in enumerate(items) if key not in r), 0)
+        raise DatasetError(f'{what}[{missing}] has no "{key}"; add it', path=path) from None
     arr = as_column(values, kinds)
     if arr is None:
         ok: tuple[type, ...] = (int,) if kinds == "iu" else (int, float)
@@ -174,7 +174,6 @@ def _read_file(path: Path, root: Path, names: list[str], ids: list[int],
     obj = _load_json(path)
     _categories(obj, path, names, ids)
     imgs: list[dict[str, Any]] = obj["images"]
-    _records(imgs, "images", path)
     raw, split = _split_of_file(path)
     img_ids = _field(imgs, "id", "iu", "images", path).astype(np.int64)
     files: list[str] = [r.get("file_name", None) for r in imgs]  # type: ignore[misc]
@@ -185,12 +184,13 @@ def _read_file(path: Path, root: Path, names: list[str], ids: list[int],
     width = _field(imgs, "width", "iuf", "images", path, 0)
     height = _field(imgs, "height", "iuf", "images", path, 0)
     base = os.path.relpath(_image_dir(root, path.parent, raw, split), root)
-    rel = [os.path.normpath(os.path.join(base, f)).replace(os.sep, "/") for f in files]
+    prefix = "" if base == "." else base.replace(os.sep, "/") + "/"
+    rel = [prefix + f if "./" not in f and "\\" not in f and f[:1] != "/" else
+           os.path.normpath(os.path.join(base, f)).replace(os.sep, "/") for f in files]
     table = ImageTable.build(rel, width.astype(np.int32), height.astype(np.int32), id=img_ids,
                              split=[split] * len(imgs))
 
     anns: list[dict[str, Any]] = obj.get("annotations", [])
-    _records(anns, "annotations", path)
     order = np.argsort(img_ids, kind="stable")
     sorted_ids = img_ids[order]
     if len(sorted_ids) > 1 and (dup := np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])).size:
@@ -212,8 +212,10 @@ def _read_file(path: Path, root: Path, names: list[str], ids: list[int],
         "category_id": _field(anns, "category_id", "iu", "annotations", path).astype(np.int64),
         "iscrowd": _field(anns, "iscrowd", "iub", "annotations", path, 0).astype(bool),
     }
+    present = set().union(*anns) if anns else set()  # every entry is a dict by now
     for flag, dtype in _OPTIONAL_FLAGS:
-        cols[flag] = _field(anns, flag, "iubf", "annotations", path, 0).astype(dtype)
+        cols[flag] = _field(anns, flag, "iubf", "annotations", path, 0).astype(dtype) \
+            if flag in present else np.zeros(len(anns), dtype)
     cols["xyxy"][:, 2:] += cols["xyxy"][:, :2]
     return table, cols
 
