@@ -53,6 +53,7 @@ def yolo_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
         with warnings.catch_warnings():  # torch's legacy-exporter DeprecationWarning
             warnings.simplefilter("ignore")
             out = Path(yolo.export(format="onnx", imgsz=320, simplify=False, verbose=False))
+        yolo.save(str(root / "yolo11n.pt"))
     finally:
         os.chdir(cwd)
     return out if out.is_absolute() else root / out

@@ -40,3 +40,19 @@ def test_matches_ultralytics_onnx_predict(yolo_onnx: Path, conf: float) -> None:
         np.testing.assert_allclose(got.scores[:top], want_conf[:top], atol=1e-3)
         compared += top
     assert compared >= 20, f"only {compared} boxes compared; the test would be vacuous"
+
+
+def test_torch_backend_matches_onnx_backend(yolo_onnx: Path) -> None:
+    pt = yolo_onnx.with_suffix(".pt")
+    torch_model = load_model(pt, device="cpu", imgsz=(320, 320), conf=0.02)
+    onnx_model = load_model(yolo_onnx, device="cpu", conf=0.02)
+    assert torch_model.backend.name == "torch" and torch_model.classes == onnx_model.classes
+    img = random_image(240, 320, seed=7)
+    got, want = torch_model.predict([img])[0], onnx_model.predict([img])[0]
+    # Ultralytics stores .pt weights in fp16, so the two differ by fp16 rounding.
+    assert len(want) > 0 and abs(len(got) - len(want)) <= 2
+    top = min(len(got), len(want), 15)
+    diff = np.abs(got.xyxy[:top, None, :] - want.xyxy[None, :, :]).max(-1)
+    same = ((diff <= 3.0) & (got.class_ids[:top, None] == want.class_ids[None])
+            & (np.abs(got.scores[:top, None] - want.scores[None]) <= 5e-3))
+    assert same.any(1).mean() >= 0.8, np.flatnonzero(~same.any(1))

@@ -1,0 +1,72 @@
+"""PyTorch backend: an Ultralytics ``.pt`` checkpoint run through torch (imported lazily)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detforge.core.errors import BackendError, ConfigError, MissingExtraError
+from detforge.runtime.backend import BackendBase, InputSpec, RawOutput
+from detforge.runtime.metadata import LetterboxSpec, ModelMeta
+
+__all__ = ["TorchBackend"]
+
+
+class TorchBackend(BackendBase):
+    """Runs an Ultralytics detection checkpoint (YOLOv8/11 ``raw`` or RT-DETR head).
+
+    Args:
+        path: The ``.pt`` file.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Raises:
+        MissingExtraError: torch or Ultralytics is not installed.
+        BackendError: The checkpoint cannot be loaded or is not a detector.
+    """
+
+    name = "torch"
+
+    def __init__(self, path: str | Path, *, device: str = "auto") -> None:
+        try:
+            import torch
+            from ultralytics import YOLO  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise MissingExtraError(".pt models need torch and Ultralytics: pip install "
+                                    "'detforge[train]', or load the exported .onnx") from exc
+        self.path = Path(path)
+        if device == "auto":
+            device = "cuda:0" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU; "
+                              f"use --device cpu")
+        try:
+            yolo = YOLO(str(self.path))
+        except Exception as exc:  # Ultralytics raises many types for a bad checkpoint
+            raise BackendError(f"{self.path}: Ultralytics cannot load it ({exc})") from exc
+        if yolo.task != "detect":
+            raise BackendError(f"{self.path}: a {yolo.task!r} model; detforge runs detectors")
+        self._torch = torch
+        self.device = "cpu" if device == "cpu" else device if ":" in device else "cuda:0"
+        net: Any = yolo.model
+        self._net: Any = net.to(self.device).float().eval()
+        imgsz = (yolo.overrides or {}).get("imgsz") or 640
+        hw = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[-1]))
+        is_rtdetr = "rtdetr" in type(self._net).__name__.lower()
+        names = self._net.names
+        self.meta = ModelMeta(
+            classes=tuple(str(names[k]) for k in sorted(names)), imgsz=hw,
+            layout="rtdetr" if is_rtdetr else "raw", stride=int(max(self._net.stride)),
+            letterbox=LetterboxSpec(scale_fill=is_rtdetr), dynamic_batch=True)
+        self.input_spec = InputSpec(name="images", height=None, width=None, max_batch=None)
+
+    def infer(self, batch: NDArray[np.float32]) -> RawOutput:
+        """Run the network on ``[B, 3, H, W]``; returns its first output as numpy."""
+        torch = self._torch
+        with torch.inference_mode():
+            out = self._net(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+        if isinstance(out, list | tuple):
+            out = out[0]
+        return [out.float().cpu().numpy()]
