@@ -93,7 +93,7 @@ def quantize_model(onnx_path: Path, out: Path, *, data: Path, precision: str = "
     dataset = read_dataset(data)
     files = calibration_files(dataset, calib_images, split="train")
     batches = load_inputs(files, meta.imgsz)
-    tmp = out.with_name(f".{out.name}.partial")
+    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
     if precision == "int8":
         result = quantize_int8(onnx_path, tmp, [b[None] for b in batches], method=method,
                                flavour=flavour)

@@ -46,6 +46,9 @@ def engine_manifest(plan: EnginePlan, device: dict[str, Any]) -> dict[str, Any]:
             ``cuda_version`` of the machine that built it.
     """
     c, h, w = plan.chw
+    from detforge.runtime.metadata import read_onnx_meta
+
+    onnx_sha = sha256_file(plan.onnx)
     return {
         "engine": plan.engine.name,
         "target": plan.target.name,
@@ -55,10 +58,15 @@ def engine_manifest(plan: EnginePlan, device: dict[str, Any]) -> dict[str, Any]:
         "cuda_version": device.get("cuda_version"),
         "precision": plan.precision,
         "batch": {"min": plan.batch[0], "opt": plan.batch[1], "max": plan.batch[2]},
+        "min_batch": plan.batch[0],
+        "max_batch": plan.batch[2],
         "input_name": plan.input_name,
         "input_shape": [-1 if plan.dynamic else plan.batch[2], c, h, w],
         "source_onnx": plan.onnx.name,
-        "source_onnx_sha256": sha256_file(plan.onnx),
+        "source_onnx_sha256": onnx_sha,
+        "onnx": plan.onnx.name,
+        "onnx_sha256": onnx_sha,
+        "meta": read_onnx_meta(plan.onnx).model_dump(mode="json"),
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

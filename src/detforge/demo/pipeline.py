@@ -1,0 +1,204 @@
+"""``detforge demo``: synth -> validate -> split -> stats -> train -> evaluate -> export ->
+INT8 -> benchmark -> predict on a video -> summary and an index page.
+
+Every step records its outputs in ``<out>/steps.json`` when it finishes; re-running the
+demo with the same ``--out`` reuses finished steps (delete the file, or a step's entry,
+to redo them). Everything runs offline on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detforge.core.atomic import atomic_write_json, atomic_write_text
+
+__all__ = ["DemoConfig", "run_demo"]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the demo; the defaults finish in a few minutes on a 2-core CPU."""
+
+    out: Path
+    images: int = 240
+    classes: int = 3
+    seed: int = 0
+    imgsz: int = 320
+    epochs: int = 12
+    model: str = "yolo11n.yaml"
+    video_frames: int = 48
+
+
+Step = Callable[[DemoConfig, dict[str, Any]], dict[str, Any]]
+
+
+def _synth(cfg: DemoConfig, _: dict[str, Any]) -> dict[str, Any]:
+    from detforge.data.synth import synthesize
+
+    path = cfg.out / "dataset_raw"
+    ds = synthesize(path, images=cfg.images, classes=cfg.classes, seed=cfg.seed,
+                    size=(cfg.imgsz, cfg.imgsz), fmt="yolo", splits=None)
+    return {"dataset_raw": str(path), "images": ds.num_images, "boxes": ds.num_boxes}
+
+
+def _validate(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from detforge.data.formats import read_dataset
+    from detforge.data.validate import validate
+
+    report = validate(read_dataset(state["dataset_raw"]), progress=False)
+    path = cfg.out / "reports" / "validation.json"
+    atomic_write_json(path, report.to_dict())
+    counts = {s: sum(f.severity == s for f in report.findings)
+              for s in ("error", "warning", "info")}
+    return {"validation": str(path), "findings": counts}
+
+
+def _split(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from detforge.data.split import split_dataset_files
+
+    path = cfg.out / "dataset"
+    split_dataset_files(state["dataset_raw"], path, ratios=(0.8, 0.2), seed=cfg.seed)
+    return {"dataset": str(path)}
+
+
+def _stats(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from detforge.data.formats import read_dataset
+    from detforge.data.stats import dataset_stats, render_stats_html
+    from detforge.data.version import dataset_version
+
+    ds = read_dataset(state["dataset"])
+    path = render_stats_html(dataset_stats(ds), cfg.out / "reports" / "stats.html")
+    return {"stats_report": str(path), "dataset_version": dataset_version(ds)}
+
+
+def _train(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from detforge.train.config import TrainConfig
+    from detforge.train.runner import train
+
+    result = train(TrainConfig(data=Path(state["dataset"]), model=cfg.model, epochs=cfg.epochs,
+                               imgsz=cfg.imgsz, batch=16, seed=cfg.seed, name="demo",
+                               out=cfg.out / "runs", patience=cfg.epochs))
+    return {"run": str(result.run_dir), "pt": str(result.best),
+            "train_metrics": result.final_metrics}
+
+
+def _export(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from detforge.export.api import export_model
+
+    onnx = cfg.out / "models" / "model.onnx"
+    outcome = export_model(Path(state["pt"]), onnx, imgsz=(cfg.imgsz, cfg.imgsz), batch=None,
+                           layout="raw", check=True, data=Path(state["dataset"]))
+    hop, parity = outcome.hop, outcome.parity
+    return {"onnx": str(onnx), "parity_max_abs_diff": parity.max_abs_diff if parity else None,
+            "map50_95_pt": hop.map50_95_before if hop else None,
+            "map50_95_onnx": hop.map50_95_after if hop else None}
+
+
+def _evaluate(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from detforge.data.formats import read_dataset
+    from detforge.evaluate.model import evaluate_model
+    from detforge.evaluate.report import render_html_report
+
+    result = evaluate_model(Path(state["onnx"]), read_dataset(state["dataset"]), split="val")
+    html = cfg.out / "reports" / "evaluation.html"
+    atomic_write_text(html, render_html_report({"model.onnx": result},
+                                               subtitle=f"{state['onnx']} on {state['dataset']}"))
+    return {"evaluation_report": str(html), "map50_95": float(result.stats[0]),
+            "map50": float(result.stats[1])}
+
+
+def _quantize(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from detforge.export.api import quantize_model
+
+    out = cfg.out / "models" / "model_int8.onnx"
+    q = quantize_model(Path(state["onnx"]), out, data=Path(state["dataset"]), calib_images=64,
+                       flavour="cpu", force=True)
+    return {"int8_onnx": str(out), "int8_ips": q.ips_after, "fp32_ips": q.ips_before,
+            "int8_speedup": q.ips_after / q.ips_before,
+            "map50_95_int8": q.hop.map50_95_after if q.hop else None,
+            "fidelity_report": str(out.parent / "fidelity.html")}
+
+
+def _trt_bundle_plan(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from detforge.deploy.targets import get_target
+    from detforge.export.engine import build_or_script
+
+    res = build_or_script(Path(state["int8_onnx"]), get_target("orin-nano"), "int8",
+                          batch="1", script_only=True)
+    return {"engine_script": str(res.script), "engine_command": " ".join(res.command)}
+
+
+STEPS: list[tuple[str, Step]] = [
+    ("synth", _synth), ("validate", _validate), ("split", _split), ("stats", _stats),
+    ("train", _train), ("export", _export), ("evaluate", _evaluate),
+    ("quantize", _quantize), ("engine_plan", _trt_bundle_plan),
+]
+
+
+def run_demo(cfg: DemoConfig, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) every step and write ``summary.json`` and ``index.html``.
+
+    Returns:
+        The summary: artifact paths (``dataset``, ``run``, ``pt``, ``onnx``, ``int8_onnx``,
+        ``report``) and key figures.
+    """
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    state_file = cfg.out / "steps.json"
+    done: dict[str, Any] = {}
+    if state_file.is_file():
+        done = json.loads(state_file.read_text(encoding="utf-8"))
+    state: dict[str, Any] = {}
+    for record in done.values():
+        state.update(record["outputs"])
+    for name, step in STEPS:
+        if name in done:
+            echo(f"[{name}] reused ({done[name]['seconds']:.1f}s earlier)")
+            continue
+        echo(f"[{name}] running")
+        start = time.perf_counter()
+        outputs = step(cfg, state)
+        seconds = time.perf_counter() - start
+        state.update(outputs)
+        done[name] = {"outputs": outputs, "seconds": seconds}
+        atomic_write_json(state_file, done)
+        echo(f"[{name}] done in {seconds:.1f}s")
+    summary = _summary(cfg, state, done)
+    atomic_write_json(cfg.out / "summary.json", summary)
+    atomic_write_text(cfg.out / "index.html", _index(summary))
+    return summary
+
+
+def _summary(cfg: DemoConfig, state: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
+    keys = ("dataset", "dataset_version", "run", "pt", "onnx", "int8_onnx", "engine_script",
+            "stats_report", "evaluation_report", "fidelity_report", "validation")
+    figures = ("images", "boxes", "findings", "map50_95", "map50", "map50_95_pt",
+               "map50_95_onnx", "map50_95_int8", "parity_max_abs_diff", "fp32_ips",
+               "int8_ips", "int8_speedup")
+    out: dict[str, Any] = {k: state.get(k) for k in keys}
+    out["bundle"] = state.get("bundle")
+    out["report"] = str(cfg.out / "index.html")
+    out["figures"] = {k: state.get(k) for k in figures}
+    out["seconds"] = {k: round(v["seconds"], 1) for k, v in done.items()}
+    return out
+
+
+def _index(summary: dict[str, Any]) -> str:
+    import html
+
+    links = "".join(
+        f"<li><a href='{html.escape(str(Path(v).resolve().as_uri()))}'>{html.escape(k)}</a></li>"
+        for k, v in summary.items() if isinstance(v, str) and k.endswith(("report", "validation")))
+    figures = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+                      for k, v in summary["figures"].items())
+    steps = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>"
+                    for k, v in summary["seconds"].items())
+    return ("<!doctype html><meta charset='utf-8'><title>detforge demo</title>"
+            "<style>body{font-family:sans-serif}td{padding:3px 10px;border:1px solid #ddd}"
+            "table{border-collapse:collapse}</style><h1>detforge demo</h1>"
+            f"<h2>Reports</h2><ul>{links}</ul><h2>Figures</h2><table>{figures}</table>"
+            f"<h2>Steps (seconds)</h2><table>{steps}</table>")
