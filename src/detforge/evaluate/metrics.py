@@ -9,7 +9,9 @@ matrix and the worst images.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,8 @@ from detforge.evaluate.operating import (
     match_coco,
 )
 
-__all__ = ["STAT_NAMES", "ClassMetrics", "EvalResult", "ImageScore", "coco_boxes", "evaluate_coco",
-           "evaluate_files", "evaluate_predictions"]
+__all__ = ["STAT_NAMES", "ClassMetrics", "EvalResult", "ImageScore", "coco_boxes",
+           "evaluate_coco", "evaluate_files", "evaluate_predictions", "gc_paused"]
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs",
               "ARm", "ARl")
@@ -327,6 +329,23 @@ def evaluate_predictions(gt: Dataset, predictions: Mapping[int, Detections] | li
                          iou_type=iou_type)
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a block runs.
+
+    Loading a COCO file creates millions of small dicts and lists, none in reference
+    cycles; with the collector on, its repeated full passes over them cost about a quarter
+    of the CPU time of a large evaluation. Reference counting still frees memory.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def evaluate_files(predictions_json: str | Path, gt_json: str | Path, *,
                    conf: float = 0.25) -> EvalResult:
     """Score a COCO results file against a COCO ground-truth file (any detector).
@@ -347,8 +366,9 @@ def evaluate_files(predictions_json: str | Path, gt_json: str | Path, *,
     Example:
         >>> evaluate_files("dt.json", "gt.json").stats[0]  # doctest: +SKIP
     """
-    gt = validate_gt(load_json(gt_json, "COCO ground-truth"), gt_json)
-    results = load_json(predictions_json, "COCO results")
-    columns = validate_results(results, [im["id"] for im in gt["images"]],
-                               [c["id"] for c in gt["categories"]], predictions_json)
-    return evaluate_coco(gt, results, conf=conf, columns=columns)
+    with gc_paused():
+        gt = validate_gt(load_json(gt_json, "COCO ground-truth"), gt_json)
+        results = load_json(predictions_json, "COCO results")
+        columns = validate_results(results, [im["id"] for im in gt["images"]],
+                                   [c["id"] for c in gt["categories"]], predictions_json)
+        return evaluate_coco(gt, results, conf=conf, columns=columns)
