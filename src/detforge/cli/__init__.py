@@ -43,7 +43,8 @@ app = typer.Typer(
 
 
 # Command modules, each with ``register(app)``; ``data`` is a group of its own.
-_COMMAND_MODULES = ("train", "evaluate", "export", "engine", "predict", "deploy", "demo")
+_COMMAND_MODULES = ("train", "evaluate", "export", "parity", "engine", "predict", "benchmark",
+                    "deploy", "registry", "demo")
 
 
 def _register() -> None:
