@@ -175,7 +175,14 @@ def staged_output(out: Path) -> Iterator[Path]:
 
 
 def split_of(dataset: Dataset) -> list[str]:
-    """Split values present in the image table, train/val/test first, then unsplit."""
+    """Split values present in the image table, train/val/test first, then unsplit.
+
+    Args:
+        dataset: The dataset.
+
+    Returns:
+        Split names; ``""`` (unsplit) last, when any image has no split.
+    """
     names = dataset.split_names()
     if (dataset.images.split == UNSET_SPLIT).any() or not names:
         names.append(UNSET_SPLIT)
@@ -246,7 +253,15 @@ def convert(src: str | Path, out: str | Path, *, to: str,
 
 
 def first_bad(values: Sequence[object], ok: type | tuple[type, ...]) -> int:
-    """Index of the first value that is not an instance of ``ok`` (bools never count)."""
+    """Index of the first value that is not an instance of ``ok`` (bools never count).
+
+    Args:
+        values: Values parsed from a file.
+        ok: Accepted type(s).
+
+    Returns:
+        The index, or -1 when every value is accepted.
+    """
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, ok):
             return i
@@ -254,7 +269,16 @@ def first_bad(values: Sequence[object], ok: type | tuple[type, ...]) -> int:
 
 
 def as_column(values: Sequence[object], kinds: str) -> np.ndarray | None:
-    """``values`` as a 1-D array if numpy infers one of the dtype ``kinds``, else None."""
+    """``values`` as a 1-D array if numpy infers one of the dtype ``kinds``, else None.
+
+    Args:
+        values: Values parsed from a file (e.g. one JSON key of every entry).
+        kinds: Accepted numpy dtype kinds, e.g. ``"iu"`` for integers, ``"iuf"`` numbers.
+
+    Returns:
+        The array, or None when a value is of another type (the caller then finds it
+        and raises an error naming it).
+    """
     try:
         arr = np.asarray(values)
     except (ValueError, TypeError, OverflowError):

@@ -24,7 +24,9 @@ Reading:
 
 Writing: ``data.yaml``, ``images/<split>/<key>`` and ``labels/<split>/<key stem>.txt`` (one
 file per image, empty for an empty image), coordinates with 12 significant digits, which
-round-trips pixel boxes far below 1e-6 px. YOLO cannot store ``iscrowd``, ``difficult``,
+round-trips pixel boxes far below 1e-6 px. ``path`` is the absolute output folder (what
+Ultralytics needs); the reader falls back to the YAML's folder when ``path`` no longer
+exists, so a moved dataset still reads. YOLO cannot store ``iscrowd``, ``difficult``,
 ``truncated`` or ``occluded``: they are dropped. Ignore regions are not written as objects;
 nor are boxes of an image of unknown size or with non-finite coordinates.
 """
