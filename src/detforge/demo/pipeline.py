@@ -133,10 +133,51 @@ def _trt_bundle_plan(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
     return {"engine_script": str(res.script), "engine_command": " ".join(res.command)}
 
 
+def _write_video(path: Path, frame: Any, frames: int) -> None:
+    """A video of ``frame`` panning sideways (objects move smoothly, wrapping at the edge)."""
+    import cv2
+    import numpy as np
+
+    h, w = frame.shape[:2]
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), 12.0, (w, h))
+    try:
+        for i in range(frames):
+            writer.write(np.ascontiguousarray(np.roll(frame, 3 * i, axis=1)[..., ::-1]))
+    finally:
+        writer.release()
+    tmp.replace(path)
+
+
+def _track(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    from PIL import Image
+
+    from detforge.data.formats import read_dataset
+    from detforge.runtime.predict import predict
+
+    ds = read_dataset(state["dataset"])
+    val = [i for i in range(ds.num_images) if ds.images.split[i] == "val"] or [0]
+    counts = np.bincount(ds.boxes.image_index, minlength=ds.num_images)
+    busiest = max(val, key=lambda i: int(counts[i]))
+    with Image.open(ds.image_path(busiest)) as im:
+        frame = np.asarray(im.convert("RGB"))
+    video = cfg.out / "video" / "pan.mp4"
+    video.parent.mkdir(parents=True, exist_ok=True)
+    _write_video(video, frame, cfg.video_frames)
+    out = cfg.out / "video" / "tracks.jsonl"
+    stats = predict(Path(state["onnx"]), video, out=out, track=True, conf=0.3, device="cpu",
+                    save_vis=cfg.out / "video" / "annotated", progress=False)
+    ids = {d["track_id"] for line in out.read_text(encoding="utf-8").splitlines()
+           for d in json.loads(line)["detections"] if d["track_id"] is not None}
+    return {"video": str(video), "tracks": str(out), "video_frames": stats.images,
+            "track_ids": len(ids), "predict_ips": round(stats.throughput, 1)}
+
+
 STEPS: list[tuple[str, Step]] = [
     ("synth", _synth), ("validate", _validate), ("split", _split), ("stats", _stats),
     ("train", _train), ("export", _export), ("evaluate", _evaluate),
-    ("quantize", _quantize), ("engine_plan", _trt_bundle_plan),
+    ("quantize", _quantize), ("engine_plan", _trt_bundle_plan), ("track", _track),
 ]
 
 
@@ -175,10 +216,11 @@ def run_demo(cfg: DemoConfig, *, echo: Callable[[str], None] = print) -> dict[st
 
 def _summary(cfg: DemoConfig, state: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
     keys = ("dataset", "dataset_version", "run", "pt", "onnx", "int8_onnx", "engine_script",
-            "stats_report", "evaluation_report", "fidelity_report", "validation")
+            "stats_report", "evaluation_report", "fidelity_report", "validation", "video",
+            "tracks")
     figures = ("images", "boxes", "findings", "map50_95", "map50", "map50_95_pt",
                "map50_95_onnx", "map50_95_int8", "parity_max_abs_diff", "fp32_ips",
-               "int8_ips", "int8_speedup")
+               "int8_ips", "int8_speedup", "video_frames", "track_ids", "predict_ips")
     out: dict[str, Any] = {k: state.get(k) for k in keys}
     out["bundle"] = state.get("bundle")
     out["report"] = str(cfg.out / "index.html")
