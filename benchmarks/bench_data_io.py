@@ -6,6 +6,8 @@ process so peak RSS (``ru_maxrss``) belongs to that group alone:
 
 * detforge: ``coco.read`` -> ``validate(check_images=False)`` (when
   ``detforge.data.validate`` exists) -> ``yolo.write(copy_images=False)``;
+* the floor of writing labels on this file system: creating one small file per image
+  with bare ``os.open``/``os.write`` (not counted in the total);
 * supervision: ``sv.DetectionDataset.from_coco`` on the same file. It does not open the
   images (it only resolves their paths), so an empty images folder is enough.
 
@@ -98,9 +100,23 @@ def run_detforge(json_path: Path, work: Path) -> dict[str, Any]:
     with _Timer() as t:
         yolo.write(ds, work / "yolo", copy_images=False)
     out["write_yolo_s"], out["write_yolo_cpu_s"] = t.wall, t.cpu
+    out["create_files_s"], out["create_files_cpu_s"] = _create_files_floor(work, ds.num_images)
     out["total_s"] = out["read_coco_s"] + (out["validate_s"] or 0) + out["write_yolo_s"]
     out["peak_rss_mb"] = _rss_mb()
     return out
+
+
+def _create_files_floor(work: Path, n: int) -> tuple[float, float]:
+    """Seconds to create ``n`` small files with bare syscalls: the floor of any label writer."""
+    floor = work / "floor"
+    floor.mkdir()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    with _Timer() as t:
+        for i in range(n):
+            fd = os.open(floor / f"{i:012d}.txt", flags, 0o644)
+            os.write(fd, b"0 0.5 0.5 0.1 0.1\n")
+            os.close(fd)
+    return t.wall, t.cpu
 
 
 def run_supervision(json_path: Path, work: Path) -> dict[str, Any]:
@@ -177,13 +193,15 @@ def main() -> None:
               f"(generated in {gen_s:.1f} s)")
         print("wall seconds (CPU seconds)")
         print(f"{'tool':<12} {'json.load':>13} {'read COCO':>13} {'validate':>13} "
-              f"{'write YOLO':>13} {'total':>7} {'peak RSS MB':>12}")
+              f"{'write YOLO':>13} {'create files':>13} {'total':>7} {'peak RSS MB':>12}")
         for name, r in (("detforge", det), ("supervision", sv)):
             if "error" in r:
                 print(f"{name:<12} error: {r['error']}")
                 continue
-            cells = [_pair(r, k) for k in ("json_load", "read_coco", "validate", "write_yolo")]
+            cells = [_pair(r, k) for k in ("json_load", "read_coco", "validate", "write_yolo",
+                                           "create_files")]
             print(f"{name:<12} {cells[0]:>13} {cells[1]:>13} {cells[2]:>13} {cells[3]:>13} "
+                  f"{cells[4]:>13} "
                   f"{_fmt(r.get('total_s')):>7} {_fmt(r.get('peak_rss_mb')):>12}")
         print(f"results: {args.out} (removing the scratch folder...)", flush=True)
 
