@@ -1,0 +1,71 @@
+"""``detforge parity A B --data DS``: do two files of one detector agree?"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from detforge.core.errors import ConfigError
+
+__all__ = ["parity", "register"]
+
+
+def _imgsz(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"--imgsz {text!r} must be a positive integer N or HEIGHT,WIDTH "
+                          "like 384,640")
+    return int(parts[0]), int(parts[-1])
+
+
+def parity(
+    a: Annotated[Path, typer.Argument(help="Reference model (.pt, .onnx or .engine).")],
+    b: Annotated[Path, typer.Argument(help="Model to check against it.")],
+    data: Annotated[Path, typer.Option(help="Dataset whose images and labels are used.")],
+    imgsz: Annotated[str | None, typer.Option(
+        help="Input size N or H,W (default: the ONNX file's).")] = None,
+    tolerance: Annotated[float | None, typer.Option(
+        help="Largest relative raw-output difference (default: 1e-3 float32, 1e-2 FP16, "
+             "unchecked INT8).")] = None,
+    max_drop: Annotated[float, typer.Option(
+        help="Largest mAP50-95 loss of B against A, in points.")] = 1.0,
+    images: Annotated[int, typer.Option(help="Most images for the mAP comparison.")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Compare raw outputs (when comparable), mAP and box agreement; exit 1 past a limit.
+
+    Example: detforge parity best.pt model.onnx --data ds
+    """
+    from detforge.export.model_parity import compare_models
+
+    res = compare_models(a, b, data=data, imgsz=_imgsz(imgsz), tolerance=tolerance,
+                         max_drop=max_drop, eval_images=images)
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), indent=2))
+    else:
+        if res.raw is not None:
+            limit = "unchecked" if res.tolerance is None else f"tolerance {res.tolerance:g}"
+            typer.echo(f"raw ({res.raw.layout}, {res.raw.images} images): max abs diff "
+                       f"{res.raw.max_abs_diff:.3g}, rel {res.raw.max_rel_diff:.2e} ({limit})")
+        else:
+            typer.echo(f"raw: not compared ({res.raw_note})")
+        h = res.hop
+        typer.echo(f"mAP50-95 {h.map50_95_before:.4f} -> {h.map50_95_after:.4f} "
+                   f"({-h.map_drop_pts:+.2f} pts), mAP50 {h.map50_before:.4f} -> "
+                   f"{h.map50_after:.4f}, box agreement {h.box_agreement:.3f} "
+                   f"({h.images} images)")
+        for failure in res.failures:
+            typer.echo(f"FAIL: {failure}", err=True)
+        typer.echo("PASS" if res.passed else "FAIL")
+    if not res.passed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``parity`` to the root app."""
+    app.command("parity")(parity)
