@@ -1,0 +1,103 @@
+"""``detforge deploy bundle|verify``: deployment bundles per target and their on-device check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from detforge.core.errors import ConfigError
+
+deploy_app = typer.Typer(help="Deployment bundles (DeepStream, Triton, TensorRT) and their "
+                              "on-target verification.", no_args_is_help=True)
+
+
+def _imgsz(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.replace("x", ",").split(",")
+    try:
+        h, w = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (0, 0)
+    except ValueError:
+        h = w = 0
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"--imgsz {text!r} must be N or H,W, e.g. 384,640")
+    return h, w
+
+
+@deploy_app.command("bundle")
+def bundle(
+    model: Annotated[Path, typer.Argument(help="Model: .pt weights or a float .onnx.")],
+    target: Annotated[list[str], typer.Option(help="Target device (repeat for several); "
+                                                   "see `detforge targets`.")],
+    out: Annotated[Path, typer.Option(help="Output folder; one sub-folder per target.")],
+    precision: Annotated[str, typer.Option(help="auto (target's recommended), fp32, fp16 "
+                                                "or int8.")] = "auto",
+    batch: Annotated[int | None, typer.Option(help="Batch size (default: the target's).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Dataset: INT8 calibration (train) and "
+                                                   "reference images (val).")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input N or H,W when exporting a .pt.")] = None,
+    conf: Annotated[float, typer.Option(help="Score threshold.")] = 0.25,
+    iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.45,
+    max_det: Annotated[int, typer.Option(help="Most detections per image (topk).")] = 300,
+    reference_images: Annotated[int, typer.Option(help="Images in reference/.")] = 4,
+    name: Annotated[str | None, typer.Option(help="Triton model name.")] = None,
+) -> None:
+    """Write DIR/<target>/ with ONNX, DeepStream and Triton configs, engine build script,
+    reference outputs and a checksummed manifest.
+
+    Example: detforge deploy bundle best.pt --target orin-nano --target t4 --out bundles --data ds
+    """
+    from detforge.deploy.bundle import bundle_model
+
+    result = bundle_model(model, targets=target, out=out, precision=precision, batch=batch,
+                          data=data, imgsz=_imgsz(imgsz), conf=conf, iou=iou, max_det=max_det,
+                          reference_images=reference_images, name=name)
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    for b in result.bundles:
+        typer.echo(f"{b.target:12s} {b.precision:5s} batch {b.batch:<3d} {b.folder}  "
+                   f"(engine {b.engine} via build_engine.sh)")
+        for note in b.notes:
+            typer.echo(f"  note: {note}")
+    typer.echo(f"check on each device: detforge deploy verify {out}/<target>")
+
+
+@deploy_app.command("verify")
+def verify(
+    bundle_dir: Annotated[Path, typer.Argument(help="A bundle folder, DIR/<target>.")],
+    backend: Annotated[str, typer.Option(help="auto, onnxruntime or tensorrt.")] = "auto",
+    iou: Annotated[float, typer.Option(help="Smallest IoU of a matching box.")] = 0.9,
+    min_agreement: Annotated[float | None, typer.Option(
+        help="Smallest box agreement (default 1.0 on CPU, 0.9 on GPU).")] = None,
+    max_score_diff: Annotated[float | None, typer.Option(
+        help="Largest score difference (default by precision).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check checksums, run the reference images, compare and time them; exit 0 PASS, 1 FAIL.
+
+    Example: detforge deploy verify bundles/orin-nano
+    """
+    from detforge.deploy.verify import verify_bundle
+
+    report = verify_bundle(bundle_dir, backend=backend, iou=iou, min_agreement=min_agreement,
+                           max_score_diff=max_score_diff)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(f"bundle {report.bundle} (target {report.target}); model {report.model} on "
+                   f"{report.backend}")
+        for c in report.checks:
+            typer.echo(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
+        for note in report.notes:
+            typer.echo(f"  note: {note}")
+        typer.echo("PASS" if report.passed else "FAIL: " + "; ".join(report.reasons))
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``deploy`` group to the root app."""
+    app.add_typer(deploy_app, name="deploy")
