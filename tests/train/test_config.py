@@ -33,7 +33,10 @@ def test_defaults_are_valid() -> None:
         (["imgsz=[384,640]"], contextlib.nullcontext()),
         (["tracking.uri=sqlite:///x.db"], contextlib.nullcontext()),
         (["epoch=3"], pytest.raises(ConfigError, match="unknown key 'epoch'.*valid keys")),
-        (["optim.lr=0.1"], pytest.raises(ConfigError, match="unknown key 'optim.lr'")),
+        (["optim.lr=0.1"], pytest.raises(
+            ConfigError, match=r"unknown key 'optim.lr' \(did you mean 'optim.lrf'\?\); "
+                               r"valid keys under 'optim': \['cos_lr', 'lr0'")),
+        (["tracking.url=x"], pytest.raises(ConfigError, match="under 'tracking'.*'uri'")),
         (["epochs=0"], pytest.raises(ConfigError, match="epochs")),
         (["device=gpu"], pytest.raises(ConfigError, match="'cpu' or GPU indices")),
         (["model=yolo99z.yaml"], pytest.raises(ConfigError, match="nothing is downloaded")),
@@ -43,8 +46,8 @@ def test_defaults_are_valid() -> None:
         (["epochs"], pytest.raises(ConfigError, match="key.sub=value")),
     ],
     ids=["epochs", "nested", "rect-size", "tracking-uri", "unknown-top", "unknown-nested",
-         "zero-epochs", "bad-device", "unknown-model", "missing-weights", "bad-name",
-         "prob-range", "no-equals"],
+         "unknown-tracking", "zero-epochs", "bad-device", "unknown-model", "missing-weights",
+         "bad-name", "prob-range", "no-equals"],
 )
 def test_overrides_are_validated(overrides: list[str], expect: Any) -> None:
     with expect:
@@ -63,6 +66,14 @@ def test_every_preset_loads_through_the_model(name: str) -> None:
 def test_traffic_preset_is_rectangular_and_trains_at_longer_side() -> None:
     cfg = load_train_config(preset="traffic")
     assert cfg.imgsz == (384, 640) and cfg.train_imgsz == 640
+
+
+def test_unknown_key_in_a_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 3\naugment:\n  mosiac: 0.5\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key 'augment.mosiac' \(did you "
+                                          r"mean 'augment.mosaic'\?\)"):
+        load_train_config(path)
 
 
 def test_unknown_preset_lists_choices() -> None:

@@ -13,6 +13,7 @@ the rectangular input. ``rect: true`` trains on letterboxed rectangular batches 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -237,12 +238,31 @@ def load_train_config(path: str | Path | None = None, *, preset: str | None = No
     if preset_name is not None and not isinstance(preset_name, str):
         raise ConfigError(f"{path}: preset must be a name, one of {list(PRESETS)}")
     data = load_preset(preset_name) if preset_name else {}
+    _check_keys(TrainConfig, file_data, f"{path}: ")
     data = _merge(data, file_data)
     if preset_name:
         data["preset"] = preset_name
     data = _merge(data, {k: v for k, v in (flags or {}).items() if v is not None})
     data = apply_overrides(data, overrides)
+    _check_keys(TrainConfig, data, "")
     return load_config(TrainConfig, None, base=data)
+
+
+def _check_keys(model: type[StrictModel], data: Mapping[str, Any], where: str,
+                prefix: str = "") -> None:
+    """Refuse a key ``model`` lacks, naming the valid keys of that (nested) section."""
+    fields = model.model_fields
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+            section = f" under {prefix[:-1]!r}" if prefix else ""
+            raise ConfigError(f"{where}unknown key {name!r}{hint}; valid keys{section}: "
+                              f"{sorted(fields)}. Fix the config file, flag or --set override")
+        sub = fields[key].annotation
+        if isinstance(value, Mapping) and isinstance(sub, type) and issubclass(sub, StrictModel):
+            _check_keys(sub, value, where, f"{name}.")
 
 
 def config_to_yaml(config: TrainConfig) -> str:
