@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -128,3 +129,16 @@ def test_evaluate_files_and_to_dict(tmp_path: Any,
     assert set(d["per_class"]["class_0"]) >= {"ap", "ap50", "ap75", "precision", "recall",
                                               "f1", "support"}
     assert len(d["confusion_matrix"]["matrix"]) == len(res.class_names) + 1
+
+
+@pytest.mark.parametrize("workers", [2, 3], ids=["2workers", "3workers"])
+def test_category_shards_equal_one_process(workers: int) -> None:
+    gt, dts = make_coco_pair(1)
+    one = evaluate_coco(copy.deepcopy(gt), copy.deepcopy(dts), workers=1)
+    many = evaluate_coco(copy.deepcopy(gt), copy.deepcopy(dts), workers=workers)
+    assert many.stats == one.stats
+    np.testing.assert_array_equal(many.pr_curves, one.pr_curves)
+    for name, metrics in one.per_class.items():  # sums over another memory layout: 1 ulp
+        assert dataclasses.astuple(many.per_class[name]) == pytest.approx(
+            dataclasses.astuple(metrics), rel=0, abs=1e-12)
+    np.testing.assert_allclose(many.stats, pycocotools_eval(gt, dts).stats, rtol=0, atol=TOL)

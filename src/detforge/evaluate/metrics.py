@@ -37,6 +37,7 @@ from detforge.evaluate.operating import (
     image_scores,
     match_coco,
 )
+from detforge.evaluate.sharded import run_cocoeval
 
 __all__ = ["STAT_NAMES", "ClassMetrics", "EvalResult", "ImageScore", "coco_boxes",
            "evaluate_coco", "evaluate_files", "evaluate_predictions", "gc_paused"]
@@ -200,7 +201,8 @@ def _results_coco(coco_gt: Any, results: list[dict[str, Any]], bbox: NDArray[np.
 
 
 def evaluate_coco(gt: dict[str, Any], results: list[dict[str, Any]], *, conf: float = 0.25,
-                  iou_type: str = "bbox", columns: ResultColumns | None = None) -> EvalResult:
+                  iou_type: str = "bbox", columns: ResultColumns | None = None,
+                  workers: int | None = None) -> EvalResult:
     """Evaluate COCO results against a COCO ground-truth dict.
 
     ``gt`` and ``results`` must be valid (see :func:`~detforge.evaluate.coco.validate_gt`
@@ -214,6 +216,8 @@ def evaluate_coco(gt: dict[str, Any], results: list[dict[str, Any]], *, conf: fl
         iou_type: Only ``"bbox"`` is supported.
         columns: ``results`` as columns, when the caller has them already (from
             :func:`~detforge.evaluate.coco.validate_results`).
+        workers: Processes for the COCO evaluation (split by category, identical
+            numbers); None uses every usable core on large inputs.
 
     Returns:
         The evaluation result; ``stats`` equal pycocotools' ``COCOeval.stats``.
@@ -221,7 +225,7 @@ def evaluate_coco(gt: dict[str, Any], results: list[dict[str, Any]], *, conf: fl
     Raises:
         ConfigError: ``iou_type`` is not ``"bbox"`` or ``conf`` is outside [0, 1].
     """
-    from faster_coco_eval import COCO, COCOeval_faster
+    from faster_coco_eval import COCO
 
     if iou_type != "bbox":
         raise ConfigError(f"iou_type {iou_type!r} is not supported; detforge evaluates boxes "
@@ -240,10 +244,7 @@ def evaluate_coco(gt: dict[str, Any], results: list[dict[str, Any]], *, conf: fl
 
     coco_gt = COCO(gt, print_function=_quiet)
     coco_dt = _results_coco(coco_gt, results, cols.bbox)
-    ev = COCOeval_faster(coco_gt, coco_dt, "bbox", print_function=_quiet)
-    ev.evaluate()
-    ev.accumulate()
-    ev.summarize()
+    ev = run_cocoeval(coco_gt, coco_dt, workers=workers)
     stats = tuple(float(s) for s in ev.stats[:12])
     precision = np.asarray(ev.eval["precision"])  # [T, R, K, A, M]
     k = len(cat_ids)
