@@ -74,6 +74,7 @@ def verify(
         help="Smallest box agreement (default 1.0 on CPU, 0.9 on GPU).")] = None,
     max_score_diff: Annotated[float | None, typer.Option(
         help="Largest score difference (default by precision).")] = None,
+    speed_seconds: Annotated[float, typer.Option(help="How long to measure images/s.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check checksums, run the reference images, compare and time them; exit 0 PASS, 1 FAIL.
@@ -83,7 +84,7 @@ def verify(
     from detforge.deploy.verify import verify_bundle
 
     report = verify_bundle(bundle_dir, backend=backend, iou=iou, min_agreement=min_agreement,
-                           max_score_diff=max_score_diff)
+                           max_score_diff=max_score_diff, speed_seconds=speed_seconds)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

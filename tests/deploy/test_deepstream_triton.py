@@ -1,0 +1,210 @@
+"""DeepStream and Triton configs: parsed back and compared with the model metadata."""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detforge.core.errors import ConfigError
+from detforge.deploy import deepstream, triton
+from detforge.deploy.bundle import bundle_model
+from detforge.deploy.targets import TARGETS
+from detforge.export.engine_plan import engine_file_name
+from detforge.runtime.metadata import LetterboxSpec, ModelMeta, NormalizeSpec, read_onnx_meta
+from detforge.testing import tiny_onnx_model
+
+CLASSES = ("car", "person", "bike")
+IMGSZ = (64, 96)
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One bundle per target of a tiny raw-layout model (FP16 where INT8 lacks data)."""
+    root = tmp_path_factory.mktemp("ds-triton")
+    model = tiny_onnx_model(root / "tiny.onnx", classes=CLASSES, imgsz=IMGSZ)
+    bundle_model(model, targets=list(TARGETS), out=root / "out", conf=0.3, iou=0.5,
+                 max_det=100, reference_images=1)
+    return root / "out"
+
+
+def _ini(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
+    assert parser.read(path) == [str(path)]
+    return parser
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
+    return data
+
+
+@pytest.mark.parametrize("target", list(TARGETS), ids=list(TARGETS))
+def test_nvinfer_values_equal_metadata(bundles: Path, target: str) -> None:
+    folder = bundles / target
+    manifest = _manifest(folder)
+    meta = read_onnx_meta(folder / manifest["model"]["file"])
+    prop = _ini(folder / "config_infer_primary.txt")["property"]
+    attrs = _ini(folder / "config_infer_primary.txt")["class-attrs-all"]
+    t = manifest["target"]
+    assert meta.layout == "deepstream" and meta.classes == CLASSES
+    assert float(prop["net-scale-factor"]) == meta.normalize.scale / meta.normalize.std[0]
+    assert "offsets" not in prop  # zero mean
+    assert prop["model-color-format"] == "0"  # RGB
+    assert (folder / prop["onnx-file"]).is_file()
+    assert prop["model-engine-file"] == engine_file_name(t["batch"], t["precision"])
+    assert prop["model-engine-file"] == manifest["engine"]["file"]
+    labels = (folder / prop["labelfile-path"]).read_text().splitlines()
+    assert tuple(labels) == meta.classes
+    assert int(prop["batch-size"]) == t["batch"] == TARGETS[target].batch
+    assert int(prop["network-mode"]) == {"fp32": 0, "int8": 1, "fp16": 2}[t["precision"]]
+    assert int(prop["num-detected-classes"]) == len(meta.classes)
+    assert prop["cluster-mode"] == "2"  # NMS for the deepstream layout
+    assert prop["maintain-aspect-ratio"] == "1" and prop["symmetric-padding"] == "1"
+    assert prop["infer-dims"] == f"3;{meta.imgsz[0]};{meta.imgsz[1]}"
+    assert prop["parse-bbox-func-name"] == "NvDsInferParseYolo"
+    assert prop["custom-lib-path"] == deepstream.YOLO_CUSTOM_LIB
+    assert "engine-create-func-name" not in prop
+    for key in ("interval", "network-type"):
+        assert prop[key] == "0"
+    assert prop["gie-unique-id"] == "1" and prop["process-mode"] == "1"
+    assert float(attrs["pre-cluster-threshold"]) == manifest["thresholds"]["conf"] == 0.3
+    assert float(attrs["nms-iou-threshold"]) == manifest["thresholds"]["iou"] == 0.5
+    assert int(attrs["topk"]) == manifest["thresholds"]["max_det"] == 100
+
+
+@pytest.mark.parametrize(("update", "key", "value"), [
+    ({"letterbox": LetterboxSpec(center=False)}, "symmetric-padding", "0"),
+    ({"letterbox": LetterboxSpec(scale_fill=True)}, "maintain-aspect-ratio", "0"),
+    ({"color": "BGR"}, "model-color-format", "1"),
+    ({"layout": "end2end"}, "cluster-mode", "4"),
+    ({"layout": "raw"}, "cluster-mode", "2"),
+    ({"normalize": NormalizeSpec(scale=1 / 255, std=(0.5, 0.5, 0.5))}, "net-scale-factor",
+     str(2 / 255)),
+    ({"normalize": NormalizeSpec(mean=(0.5, 0.25, 0.0))}, "offsets", "127.5;63.75;0"),
+    ({"imgsz": (384, 640)}, "infer-dims", "3;384;640"),
+], ids=["corner-pad", "stretch", "bgr", "end2end", "raw", "std", "mean", "rect"])
+def test_nvinfer_derivation(update: dict[str, Any], key: str, value: str) -> None:
+    meta = ModelMeta(classes=("a", "b"), imgsz=(64, 64)).model_copy(update=update)
+    opts = deepstream.InferOptions("m.onnx", "e.engine", "labels.txt", 1, "fp16", 0.25, 0.45, 300)
+    assert deepstream.nvinfer_config(meta, opts)["property"][key] == value
+
+
+@pytest.mark.parametrize(("update", "precision", "match"), [
+    ({"layout": "rtdetr"}, "fp16", "rtdetr"),
+    ({"normalize": NormalizeSpec(std=(0.2, 0.3, 0.4))}, "fp16", "std"),
+    ({}, "bf16", "unknown precision"),
+], ids=["rtdetr", "per-channel-std", "precision"])
+def test_nvinfer_refuses(update: dict[str, Any], precision: str, match: str) -> None:
+    meta = ModelMeta(classes=("a",)).model_copy(update=update)
+    opts = deepstream.InferOptions("m.onnx", "e.engine", "l.txt", 1, precision, 0.25, 0.45, 300)
+    with pytest.raises(ConfigError, match=match):
+        deepstream.nvinfer_config(meta, opts)
+
+
+@pytest.mark.parametrize("target", ["orin-nano", "t4", "a100"], ids=str)
+def test_app_config_sections(bundles: Path, target: str) -> None:
+    folder = bundles / target
+    app = _ini(folder / "deepstream_app_config.txt")
+    batch = _manifest(folder)["target"]["batch"]
+    assert {"application", "tiled-display", "source0", "sink0", "osd", "streammux",
+            "primary-gie", "tracker"} <= set(app.sections())
+    mux = app["streammux"]
+    assert (int(mux["height"]), int(mux["width"])) == IMGSZ
+    assert int(mux["batch-size"]) == batch == int(app["source0"]["num-sources"])
+    assert int(mux["batched-push-timeout"]) == 40000 and mux["live-source"] == "0"
+    assert app["source0"]["uri"].startswith("file:///")
+    assert (folder / app["primary-gie"]["config-file"]).is_file()
+    assert app["tracker"]["ll-lib-file"].endswith("libnvds_nvmultiobjecttracker.so")
+    assert int(app["tracker"]["tracker-width"]) % 32 == 0
+
+
+def test_app_config_stream_size_and_live() -> None:
+    meta = ModelMeta(classes=("a",), imgsz=(384, 640))
+    app = deepstream.app_config(meta, batch=2, stream_size=(1920, 1080), fps=30, live=True,
+                                uri="rtsp://cam/1")
+    assert app["streammux"]["width"] == "1920" and app["streammux"]["height"] == "1080"
+    assert app["streammux"]["live-source"] == "1"
+    assert app["streammux"]["batched-push-timeout"] == "33333"
+    assert app["source0"]["uri"] == "rtsp://cam/1"
+    with pytest.raises(ConfigError, match="positive"):
+        deepstream.app_config(meta, batch=0)
+
+
+def _pbtxt(path: Path) -> Any:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.mark.parametrize("target", list(TARGETS), ids=list(TARGETS))
+def test_triton_configs_parse(bundles: Path, target: str) -> None:
+    folder = bundles / target
+    manifest = _manifest(folder)
+    name = manifest["triton"]["name"]
+    batch = manifest["target"]["batch"]
+    cfg = _pbtxt(folder / "model_repository" / name / "config.pbtxt")
+    assert cfg.name == name and cfg.platform == "onnxruntime_onnx"
+    assert (folder / "model_repository" / name / "1" / "model.onnx").is_file()
+    assert cfg.max_batch_size == batch
+    assert cfg.input[0].name == "input" and list(cfg.input[0].dims) == [3, *IMGSZ]
+    assert cfg.output[0].name == "output" and list(cfg.output[0].dims) == [-1, 6]
+    assert all(1 < b <= batch for b in cfg.dynamic_batching.preferred_batch_size)
+    assert cfg.instance_group[0].count == 1
+    plan = _pbtxt(folder / "model_repository" / manifest["triton"]["plan_model"] /
+                  "config.pbtxt")
+    assert plan.platform == "tensorrt_plan"
+    ccs = {"{}.{}".format(*t.compute_capability) for t in TARGETS.values()}
+    assert set(plan.cc_model_filenames) == ccs
+    mine = plan.cc_model_filenames[manifest["target"]["compute_capability"]]
+    script = (folder / "build_engine.sh").read_text()
+    if mine.startswith(f"{target}_"):  # this target's plan: its build script puts it there
+        assert f"model_repository/{plan.name}/1/{mine}" in script
+        assert f"model_repository/{plan.name}/1/{mine}" in manifest["allowed_extra"]
+
+
+@pytest.mark.parametrize(("entries", "ctx"), [
+    ([triton.PlanEntry("8.7", "a.plan", "orin-nano"), triton.PlanEntry("7.5", "b.plan", "t4")],
+     contextlib.nullcontext()),
+    ([triton.PlanEntry("8.6", "a.plan", "a10"), triton.PlanEntry("8.6", "b.plan", "a2")],
+     pytest.raises(ConfigError, match="listed twice")),
+    ([], pytest.raises(ConfigError, match="at least one")),
+], ids=["two", "duplicate-cc", "none"])
+def test_plan_config_entries(tmp_path: Path, entries: list[triton.PlanEntry],
+                             ctx: contextlib.AbstractContextManager[Any]) -> None:
+    model = tiny_onnx_model(tmp_path / "m.onnx")
+    with ctx:
+        path = tmp_path / "config.pbtxt"
+        path.write_text(triton.plan_config("m_trt", model, entries, max_batch=4))
+        cfg = _pbtxt(path)
+        assert dict(cfg.cc_model_filenames) == {e.compute_capability: e.filename
+                                                for e in entries}
+        assert cfg.default_model_filename == entries[0].filename
+
+
+def test_triton_fixed_batch_model(tmp_path: Path) -> None:
+    model = tiny_onnx_model(tmp_path / "m.onnx", dynamic_batch=False)
+    path = tmp_path / "config.pbtxt"
+    path.write_text(triton.onnx_config("fixed", model, max_batch=8))
+    cfg = _pbtxt(path)
+    assert cfg.max_batch_size == 0
+    assert list(cfg.input[0].dims) == [1, 3, 64, 64]
+    assert not cfg.HasField("dynamic_batching")
+
+
+@pytest.mark.parametrize(("max_batch", "sizes"), [(1, []), (2, [2]), (8, [2, 4, 8]),
+                                                  (12, [2, 4, 8, 12])], ids=str)
+def test_preferred_batch_sizes(max_batch: int, sizes: list[int]) -> None:
+    assert triton.preferred_batch_sizes(max_batch) == sizes
+
+
+def test_triton_bad_name(tmp_path: Path) -> None:
+    model = tiny_onnx_model(tmp_path / "m.onnx")
+    with pytest.raises(ConfigError, match="model name"):
+        triton.onnx_config("bad name", model, max_batch=1)
