@@ -21,6 +21,8 @@ class TorchBackend(BackendBase):
     Args:
         path: The ``.pt`` file.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        half: On a GPU, run in FP16 with channels-last memory (the checkpoint's own
+            precision; tensor cores); None means yes on a GPU. Ignored on the CPU.
 
     Raises:
         MissingExtraError: torch or Ultralytics is not installed.
@@ -29,7 +31,8 @@ class TorchBackend(BackendBase):
 
     name = "torch"
 
-    def __init__(self, path: str | Path, *, device: str = "auto") -> None:
+    def __init__(self, path: str | Path, *, device: str = "auto", half: bool | None = None,
+                 ) -> None:
         try:
             import torch
             from ultralytics import YOLO  # type: ignore[attr-defined]
@@ -51,7 +54,15 @@ class TorchBackend(BackendBase):
         self._torch = torch
         self.device = "cpu" if device == "cpu" else device if ":" in device else "cuda:0"
         net: Any = yolo.model
-        self._net: Any = net.to(self.device).float().eval()
+        self.half = self.device != "cpu" and half is not False
+        net = net.to(self.device).eval()
+        if hasattr(net, "fuse"):  # conv + batch-norm folded, as Ultralytics' own predict does
+            net = net.fuse(verbose=False)
+        if self.half:
+            net = net.half().to(memory_format=torch.channels_last)
+        else:
+            net = net.float()
+        self._net: Any = net
         imgsz = (yolo.overrides or {}).get("imgsz") or 640
         hw = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[-1]))
         is_rtdetr = "rtdetr" in type(self._net).__name__.lower()
@@ -66,7 +77,10 @@ class TorchBackend(BackendBase):
         """Run the network on ``[B, 3, H, W]``; returns its first output as numpy."""
         torch = self._torch
         with torch.inference_mode():
-            out = self._net(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
+            if self.half:
+                x = x.half().contiguous(memory_format=torch.channels_last)
+            out = self._net(x)
         if isinstance(out, list | tuple):
             out = out[0]
         return [out.float().cpu().numpy()]
