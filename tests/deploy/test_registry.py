@@ -221,3 +221,36 @@ def test_registry_errors_say_the_fix(known: Registry, call: Callable[[Registry],
     text = str(info.value)
     assert info.value.exit_code == 2
     assert "`detforge registry" in text or "--to production" in text
+
+
+def test_card_of_a_real_bundle(onnx_model: Path, tmp_path: Path) -> None:
+    from detforge.deploy.bundle import bundle_model
+
+    bundle_model(onnx_model, targets=["jetson-nano", "t4"], out=tmp_path / "b",
+                 reference_images=1)
+    card = collect_card(onnx_model, name="ppe", bundle=tmp_path / "b")
+    assert card.targets == ("jetson-nano", "t4")
+    for target in card.targets:
+        manifest = json.loads((tmp_path / "b" / target / "manifest.json").read_text())
+        info = card.bundle[target]
+        assert info["files"] == manifest["files"] and len(info["files"]) > 5
+        assert info["precision"] == manifest["target"]["precision"]
+        assert info["model_sha256"] == manifest["model"]["sha256"]
+    assert card.bundle["jetson-nano"]["precision"] == "fp16"
+    text = card_markdown(card)
+    assert all(f"bundle model sha256 `{card.bundle[t]['model_sha256']}`" in text
+               for t in card.targets)
+
+
+def test_card_takes_missing_lineage_from_the_bundle(tmp_path: Path) -> None:
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"x")
+    bundle = make_bundle(tmp_path / "b", {"t4": {
+        "target": {"name": "t4", "precision": "int8"}, "files": {},
+        "lineage": {"dataset_version": "ds-7", "run_id": "r-7", "metrics": {"mAP50": 0.5}},
+        "fidelity": [{"kind": "int8", "map50_95_before": 0.41, "map50_95_after": 0.4}]}})
+    card = collect_card(weights, name="m", bundle=bundle)
+    assert (card.dataset_version, card.training_run, card.metrics) == ("ds-7", "r-7",
+                                                                        {"mAP50": 0.5})
+    assert card.bundle["t4"]["precision"] == "int8"
+    assert "- fidelity: kind=int8, map50_95_before=0.41, map50_95_after=0.4" in card_markdown(card)

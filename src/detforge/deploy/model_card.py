@@ -49,7 +49,9 @@ class ModelCard:
         training_run: The training run (detforge run id or MLflow run id), when known.
         metrics: Validation metrics recorded with the model.
         targets: Deployment targets of the bundle.
-        bundle: Per target: ``precision``, ``manifest_sha256`` and ``files`` (path -> sha256).
+        bundle: Per target: ``precision``, ``manifest_sha256``, ``files`` (path -> sha256),
+            ``model_sha256`` (the bundle's ONNX) and ``fidelity`` (hops, as the manifest has
+            them).
         bundle_dirs: The bundle target folders logged with the model (not serialised).
         version: The registered version (None before registration).
         mlflow_run_id: The MLflow run holding the artifacts.
@@ -205,14 +207,20 @@ def _read_manifest(path: Path) -> dict[str, Any]:
                             f"{type(data).__name__}. Rebuild the bundle with `detforge deploy "
                             "bundle`")
     target = data.get("target")
-    if isinstance(target, dict):
-        target = target.get("name")
+    spec = _as_dict(target)
     files = data.get("files")
     files = {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
-    precision = data.get("precision")
-    return {"target": str(target) if target else path.parent.name,
+    precision = data.get("precision") or spec.get("precision")
+    model = _as_dict(data.get("model"))
+    hops = data.get("fidelity")
+    named = spec.get("name") if spec else target
+    return {"target": str(named) if named else path.parent.name,
             "precision": str(precision) if precision else None,
-            "manifest_sha256": _sha256(path), "files": files}
+            "manifest_sha256": _sha256(path), "files": files,
+            "model_sha256": model.get("sha256"),
+            "fidelity": [h for h in hops if isinstance(h, dict)] if isinstance(hops, list)
+            else [],
+            "lineage": _as_dict(data.get("lineage"))}
 
 
 def collect_card(model: str | Path, *, name: str, bundle: str | Path | None = None) -> ModelCard:
@@ -220,7 +228,8 @@ def collect_card(model: str | Path, *, name: str, bundle: str | Path | None = No
 
     ONNX files give classes, input, layout, precision and lineage from their detforge
     metadata; ``.pt`` weights from the ``run.json`` of the run that wrote them. A bundle
-    adds its targets and each target manifest's checksums.
+    adds its targets, each target manifest's checksums and fidelity hops, and the lineage
+    its manifest records where the model file has none.
 
     Args:
         model: ``.onnx`` or ``.pt`` file.
@@ -251,14 +260,19 @@ def collect_card(model: str | Path, *, name: str, bundle: str | Path | None = No
     info = _onnx_lineage(model) if kind == ".onnx" else _pt_lineage(model)
     folder = Path(bundle) if bundle is not None else None
     bundles = [_read_manifest(p) for p in _bundle_manifests(folder)] if folder else []
+    for b in bundles:  # lineage the model file lacks, from the bundle made of it
+        lineage = b.pop("lineage")
+        for key, src in (("dataset_version", "dataset_version"), ("training_run", "run_id"),
+                         ("metrics", "metrics")):
+            if not info.get(key) and lineage.get(src):
+                info[key] = lineage[src]
     return ModelCard(
         name=name, model_file=str(model.resolve()), format=kind[1:], sha256=_sha256(model),
         size_bytes=model.stat().st_size, classes=info.get("classes"), imgsz=info.get("imgsz"),
         layout=info.get("layout"), precision=info.get("precision"),
         dataset_version=info.get("dataset_version"), training_run=info.get("training_run"),
         metrics=info.get("metrics") or {}, targets=tuple(b["target"] for b in bundles),
-        bundle={b["target"]: {k: b[k] for k in ("precision", "manifest_sha256", "files")}
-                for b in bundles},
+        bundle={b.pop("target"): b for b in bundles},
         bundle_dirs=tuple(p.parent for p in _bundle_manifests(folder)) if folder else ())
 
 
@@ -295,8 +309,16 @@ def card_markdown(card: ModelCard) -> str:
     if not card.bundle:
         lines.append("No deployment bundle was registered with this version.")
     for target, info in card.bundle.items():
+        model_sha = info.get("model_sha256")
+        same = " (the registered file)" if model_sha == card.sha256 else ""
         lines += [f"### {target}", "",
                   f"precision {info.get('precision') or 'unknown'}; manifest.json sha256 "
-                  f"`{info.get('manifest_sha256')}`", "", "| file | sha256 |", "|---|---|",
+                  f"`{info.get('manifest_sha256')}`; bundle model sha256 "
+                  f"`{model_sha or 'unknown'}`{same}", ""]
+        for hop in info.get("fidelity") or []:
+            scalars = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in hop.items() if isinstance(v, (str, int, float, bool))]
+            lines.append(f"- fidelity: {', '.join(scalars)}")
+        lines += ["", "| file | sha256 |", "|---|---|",
                   *(f"| `{f}` | `{h}` |" for f, h in sorted(info.get("files", {}).items())), ""]
     return "\n".join(lines).rstrip() + "\n"
