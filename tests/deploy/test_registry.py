@@ -254,3 +254,25 @@ def test_card_takes_missing_lineage_from_the_bundle(tmp_path: Path) -> None:
                                                                         {"mAP50": 0.5})
     assert card.bundle["t4"]["precision"] == "int8"
     assert "- fidelity: kind=int8, map50_95_before=0.41, map50_95_after=0.4" in card_markdown(card)
+
+
+def test_versions_registered_by_training_show_run_metrics(registry: Registry,
+                                                          tmp_path: Path) -> None:
+    from detforge.train.tracking import Tracker
+
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"weights")
+    tracker = Tracker(registry.uri, "detforge", artifact_root=tmp_path / "mlartifacts")
+    tracker.start("trained-v1", params={"epochs": "1"}, tags={"dataset_version": "ds-tr"})
+    tracker.log_epoch(2, {"final/mAP50-95": 0.25, "final/mAP50": 0.5, "train/loss": 1.0})
+    tracker.log_artifacts([weights], "weights")
+    assert tracker.register("trained") == "1"
+    tracker.end()
+
+    (listed,) = [m for m in registry.list_models() if m.name == "trained"]
+    assert listed.versions[0].metrics == {"mAP50-95": 0.25, "mAP50": 0.5}
+    assert listed.versions[0].dataset_version == "ds-tr"
+    shown = registry.show("trained")
+    assert shown["training_run"] == tracker.run_id and shown["version"] == 1
+    assert "Registered without a detforge card" in shown["description"]
+    assert "- mAP50-95: 0.2500" in shown["description"]

@@ -121,7 +121,7 @@ def show(
     if as_json:
         typer.echo(json.dumps(card, indent=2))
         return
-    typer.echo(card["description"] or f"# {name} v{card['version']}\n\n(no card)")
+    typer.echo(card["description"].rstrip("\n"))
     typer.echo(f"aliases: {', '.join(card['aliases']) or 'none'}")
     typer.echo(f"source: {card['source']}")
 

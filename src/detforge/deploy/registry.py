@@ -372,7 +372,7 @@ class Registry:
                 by_version.setdefault(int(v), []).append(alias)
             rows = []
             for mv in self._versions(model.name):
-                card = _card_from_tags(mv.tags)
+                card = self._card(mv)
                 rows.append(VersionSummary(
                     version=int(mv.version), aliases=tuple(sorted(by_version.get(
                         int(mv.version), []))),
@@ -405,9 +405,10 @@ class Registry:
                                         f"`detforge registry register MODEL --name {name}`")
                 ref = int(versions[0].version)
         mv = self._version(name, ref)
-        card = _card_from_tags(mv.tags)
+        card = self._card(mv)
         card.update(name=name, version=int(mv.version), mlflow_run_id=mv.run_id,
-                    source=mv.source, description=mv.description or "",
+                    source=mv.source, description=mv.description or _plain_card(
+                        name, int(mv.version), card),
                     aliases=sorted(a for a, v in model.aliases.items()
                                    if int(v) == int(mv.version)))
         return card
@@ -438,6 +439,23 @@ class Registry:
             self.client.log_artifacts(run_id, str(folder), f"bundle/{folder.name}")
         self.client.log_text(run_id, json.dumps(card.to_dict(), indent=2), "card.json")
 
+    def _card(self, mv: Any) -> dict[str, Any]:
+        """A version's card; for versions ``detforge train`` registered (no card), the
+        dataset version and ``final/`` metrics of their training run."""
+        card = _card_from_tags(mv.tags)
+        if card or not mv.run_id:
+            return card
+        with _quiet():
+            try:
+                run = self.client.get_run(mv.run_id)
+            except self._mlflow_error:
+                return {}
+        metrics = {k.removeprefix("final/"): v for k, v in run.data.metrics.items()
+                   if k.startswith("final/")}
+        dataset = run.data.tags.get("dataset_version")
+        return {"metrics": metrics, "training_run": mv.run_id,
+                "dataset_version": dataset if dataset not in (None, "None") else None}
+
     def _history(self, name: str) -> list[int]:
         text = self._model(name).tags.get(_HISTORY_TAG, "")
         return [int(p) for p in text.split(",") if p.strip().isdigit()]
@@ -451,3 +469,14 @@ def _card_from_tags(tags: dict[str, str]) -> dict[str, Any]:
         return {}
     return data if isinstance(data, dict) else {}
 
+
+def _plain_card(name: str, version: int, card: dict[str, Any]) -> str:
+    """Markdown for a version registered without a detforge card (e.g. by ``train``)."""
+    lines = [f"# {name} v{version}", "",
+             "Registered without a detforge card (by `detforge train` or another tool); "
+             f"register the exported model with `detforge registry register MODEL --name "
+             f"{name}` for a full card.", "",
+             f"- dataset version: {card.get('dataset_version') or 'unknown'}",
+             f"- training run: {card.get('training_run') or 'unknown'}"]
+    lines += [f"- {k}: {v:.4f}" for k, v in (card.get("metrics") or {}).items()]
+    return "\n".join(lines) + "\n"
