@@ -23,10 +23,17 @@ FROM ${DEEPSTREAM_IMAGE} AS parser
 # CUDA version of the DeepStream base: 12.6 for DeepStream 7.1, 12.2 for 7.0.
 ARG CUDA_VER=12.6
 COPY --from=deepstream-yolo / /opt/DeepStream-Yolo/
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
 RUN CUDA_VER=${CUDA_VER} make -C /opt/DeepStream-Yolo/nvdsinfer_custom_impl_Yolo -j"$(nproc)" \
     && test -f /opt/DeepStream-Yolo/nvdsinfer_custom_impl_Yolo/libnvdsinfer_custom_impl_Yolo.so
 
 FROM ${DEEPSTREAM_IMAGE}
+# DeepStream 6.4+ images leave out some GStreamer codecs (MP4/H.264 parsing of file sources);
+# NVIDIA's script installs them.
+RUN script=/opt/nvidia/deepstream/deepstream/user_additional_install.sh; \
+    if [ -x "$script" ]; then "$script"; fi
 # One target folder written by `detforge deploy bundle MODEL --target T --out bundles`.
 ARG BUNDLE=bundles/t4
 WORKDIR /opt/detforge/bundle

@@ -16,7 +16,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 ARG USER_UID=1000
-RUN useradd --create-home --uid ${USER_UID} --shell /bin/bash detforge
+# A base that already has a user with this uid keeps it; ours then gets the next free uid.
+RUN if getent passwd ${USER_UID} >/dev/null; then useradd --create-home --shell /bin/bash detforge; \
+    else useradd --create-home --uid ${USER_UID} --shell /bin/bash detforge; fi
 
 # Offline at run time: no online checks, auto-installs, settings sync or font downloads
 # (detforge.train.offline closes the rest); caches live in the user's home.
