@@ -169,3 +169,8 @@ def test_compare_detections(new: Detections, borderline: float, agreement: float
     cmp = compare_detections([ref], [new], iou=0.9, borderline=borderline)
     assert cmp.agreement == pytest.approx(agreement)
     assert (cmp.missing, cmp.extra) == (missing, extra)
+
+
+def test_compare_zero_area_boxes() -> None:
+    edge = _dets([[640, 210, 640, 480]], [0.9], [2])  # clipped to nothing at the image edge
+    assert compare_detections([edge], [edge]).agreement == 1.0

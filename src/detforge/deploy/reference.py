@@ -161,7 +161,8 @@ class Comparison:
 
 
 def compare_detections(reference: Sequence[Detections], new: Sequence[Detections], *,
-                       iou: float = 0.9, borderline: float = 0.0) -> Comparison:
+                       iou: float = 0.9, borderline: float = 0.0,
+                       same_px: float = 0.5) -> Comparison:
     """Match each image's boxes one to one, greedily by reference score.
 
     A box scoring below ``borderline`` may match, but counts neither as missing nor as
@@ -173,6 +174,8 @@ def compare_detections(reference: Sequence[Detections], new: Sequence[Detections
         new: Detections on this device, same images in the same order.
         iou: Smallest IoU for a match (same class required).
         borderline: Score under which an unmatched box is not counted.
+        same_px: Boxes whose coordinates all lie within this many pixels match whatever
+            their IoU (boxes clipped to zero width at the image edge have IoU 0).
 
     Returns:
         The :class:`Comparison`.
@@ -197,6 +200,8 @@ def compare_detections(reference: Sequence[Detections], new: Sequence[Detections
         used_new = np.zeros(len(got), bool)
         if len(ref) and len(got):
             m = box_iou(ref.xyxy, got.xyxy)
+            near = np.abs(ref.xyxy[:, None, :] - got.xyxy[None, :, :]).max(-1) <= same_px
+            m[near] = 1.0  # also matches boxes of zero area, whose IoU is 0 even with themselves
             m[ref.class_ids[:, None] != got.class_ids[None, :]] = 0
             for i in np.argsort(-ref.scores, kind="stable"):
                 j = int(np.argmax(m[i]))
