@@ -116,3 +116,19 @@ def test_cli_targets_json() -> None:
     assert nano["precisions"] == ["fp32", "fp16"] and nano["sm"] == "sm_53"
     table = runner.invoke(app, ["targets"])
     assert "orin-nano" in table.output and "sm_87" in table.output
+
+
+def test_lineage_reads_the_run_json_of_a_training_run(tmp_path: Path) -> None:
+    from detforge.export.onnx_export import lineage_for
+
+    run = tmp_path / "runs" / "ppe" / "v3"
+    (run / "weights").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({
+        "name": "ppe", "version": "v3", "dataset": {"version": "abc123", "classes": ["a"]},
+        "mlflow": {"run_id": "f00d"}, "final_metrics": {"mAP50": 0.7}}))
+    got = lineage_for(run / "weights" / "best.pt")
+    assert got == {"dataset_version": "abc123", "run_id": "f00d", "metrics": {"mAP50": 0.7}}
+    (run / "run.json").write_text(json.dumps({"name": "ppe", "version": "v3"}))
+    assert lineage_for(run / "weights" / "best.pt")["run_id"] == "ppe/v3"
+    assert lineage_for(tmp_path / "elsewhere.pt") == {"dataset_version": None, "run_id": None,
+                                                      "metrics": None}

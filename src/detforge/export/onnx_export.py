@@ -71,9 +71,14 @@ def lineage_for(weights: Path) -> dict[str, Any]:
                 run = json.loads(run_json.read_text(encoding="utf-8"))
             except json.JSONDecodeError:
                 break
-            return {"dataset_version": run.get("dataset_version"),
-                    "run_id": run.get("run_id") or run.get("name"),
-                    "metrics": run.get("metrics") or run.get("final_metrics")}
+            if not isinstance(run, dict):
+                break
+            dataset = run.get("dataset") if isinstance(run.get("dataset"), dict) else {}
+            mlflow = run.get("mlflow") if isinstance(run.get("mlflow"), dict) else {}
+            named = "/".join(str(run[k]) for k in ("name", "version") if run.get(k))
+            return {"dataset_version": dataset.get("version") or run.get("dataset_version"),
+                    "run_id": run.get("run_id") or mlflow.get("run_id") or named or None,
+                    "metrics": run.get("final_metrics") or run.get("metrics")}
     return {"dataset_version": None, "run_id": None, "metrics": None}
 
 
