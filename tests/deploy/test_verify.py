@@ -174,3 +174,20 @@ def test_compare_detections(new: Detections, borderline: float, agreement: float
 def test_compare_zero_area_boxes() -> None:
     edge = _dets([[640, 210, 640, 480]], [0.9], [2])  # clipped to nothing at the image edge
     assert compare_detections([edge], [edge]).agreement == 1.0
+
+
+def test_on_target_without_tensorrt(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the target's GPU (simulated: this box has none), a missing engine is built when
+    TensorRT is there; without it, verify says why, runs the ONNX and does not gate speed
+    on it."""
+    import importlib.util
+
+    from detforge.deploy import verify
+
+    monkeypatch.setattr(verify, "device_compute_capability", lambda: "8.7")  # Orin NX
+    report = verify.verify_bundle(bundle, speed_seconds=0.05)
+    assert report.on_target and report.passed, report.reasons
+    if importlib.util.find_spec("tensorrt") is None:
+        assert any("TensorRT is not installed here" in n for n in report.notes)
+    assert any("the band is for the TensorRT engine" in n for n in report.notes)
+    assert not any(c.name == "speed" for c in report.checks)

@@ -75,6 +75,8 @@ def verify(
     max_score_diff: Annotated[float | None, typer.Option(
         help="Largest score difference (default by precision).")] = None,
     speed_seconds: Annotated[float, typer.Option(help="How long to measure images/s.")] = 2.0,
+    build: Annotated[bool, typer.Option(help="On the target, build the engine with TensorRT "
+                                             "when it is missing.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check checksums, run the reference images, compare and time them; exit 0 PASS, 1 FAIL.
@@ -84,7 +86,8 @@ def verify(
     from detforge.deploy.verify import verify_bundle
 
     report = verify_bundle(bundle_dir, backend=backend, iou=iou, min_agreement=min_agreement,
-                           max_score_diff=max_score_diff, speed_seconds=speed_seconds)
+                           max_score_diff=max_score_diff, speed_seconds=speed_seconds,
+                           build=build)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

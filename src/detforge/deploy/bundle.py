@@ -343,7 +343,7 @@ def _write_target(choice: _Choice, out: Path, work: Path, onnx_src: Path, meta: 
         atomic_write_text(repo / name / "config.pbtxt",
                           triton.onnx_config(name, onnx_path, max_batch=batch))
         script = build_script(plan)
-        allowed = [engine, f"{engine}.json"]
+        allowed = [engine, f"{engine}.json", f"{Path(engine).stem}.build.sh"]
         if plans:
             entries = [e for _, e in plans]
             trt_name = f"{name}_trt"

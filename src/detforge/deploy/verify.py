@@ -5,7 +5,8 @@
 1. every file listed in ``manifest.json`` exists and has its sha256; a file that is neither
    listed nor an expected build output (the engine, its sidecar, Triton plans) is reported;
 2. loads the model: the engine when one is present and valid for this device (TensorRT with
-   a matching GPU), else the ONNX with the best ONNX Runtime provider here (INT8 Q/DQ too);
+   a matching GPU; on the target it is built first when missing or without its sidecar
+   manifest), else the ONNX with the best ONNX Runtime provider here (INT8 Q/DQ too);
 3. runs the reference images with the bundle's thresholds and matches the boxes with the
    reference detections (same class, IoU >= 0.9): agreement and largest score difference;
 4. measures images/s at the bundle's batch and shows it against the target's expected band;
@@ -143,24 +144,55 @@ def _checksums(folder: Path, manifest: dict[str, Any]) -> list[Check]:
     return checks
 
 
+def _build_engine(folder: Path, manifest: dict[str, Any]) -> tuple[Path | None, str]:
+    """Build the bundle's engine here with TensorRT (on the target only); (engine, why not)."""
+    import importlib.util
+
+    from detforge.core.errors import DetforgeError
+    from detforge.deploy.targets import get_target
+    from detforge.export.engine import build_or_script
+
+    if importlib.util.find_spec("tensorrt") is None:
+        return None, "TensorRT is not installed here"
+    lo, _, hi = manifest["engine"]["batch"]
+    try:
+        res = build_or_script(folder / manifest["model"]["file"],
+                              get_target(manifest["target"]["name"]),
+                              manifest["target"]["precision"], batch=f"{lo}-{hi}",
+                              engine=folder / manifest["engine"]["file"])
+    except DetforgeError as exc:
+        return None, f"engine build failed ({exc})"
+    return (res.plan.engine, "") if res.manifest is not None else (None, str(res.reason))
+
+
 def _load(folder: Path, manifest: dict[str, Any], backend: str, report: VerifyReport,
-          thresholds: dict[str, Any]) -> Any:
-    """The engine when usable here, else the ONNX; None (with a failed check) otherwise."""
+          thresholds: dict[str, Any], build: bool) -> Any:
+    """The engine when usable here (built first on the target when ``build``), else the ONNX;
+    None (with a failed check) when nothing runs."""
     from detforge.runtime import load_model
 
     kw: dict[str, Any] = {"conf": float(thresholds["conf"]), "iou": float(thresholds["iou"]),
                           "max_det": int(thresholds["max_det"])}
     engine = folder / str(manifest.get("engine", {}).get("file", ""))
     if backend in ("auto", "tensorrt"):
-        if engine.is_file() and engine.suffix == ".engine":
-            try:
-                model = load_model(engine, device="cuda", **kw)
-                report.model = engine.name
-                return model
-            except (EngineMismatchError, MissingExtraError, BackendError, ConfigError) as exc:
-                why = f"engine {engine.name} not usable here ({exc})"
-        else:
-            why = f"no engine {engine.name} (run ./build_engine.sh on the target)"
+        why = f"no engine {engine.name} (run ./build_engine.sh on the target)"
+        for attempt in ("load", "build"):
+            if attempt == "build":
+                if not (build and report.on_target):
+                    break
+                built, reason = _build_engine(folder, manifest)
+                if built is None:
+                    why = f"{why}; {reason}"
+                    break
+                report.notes.append(f"built {engine.name} here with TensorRT")
+            if engine.is_file():
+                try:
+                    model = load_model(engine, device="cuda", **kw)
+                    report.model = engine.name
+                    return model
+                except (EngineMismatchError, MissingExtraError, BackendError,
+                        ConfigError) as exc:
+                    why = f"engine {engine.name} not usable here ({exc})"
         if backend == "tensorrt":
             report.checks.append(Check("model", False, why))
             return None
@@ -193,7 +225,7 @@ def _speed(model: Any, images: list[Any], batch: int, seconds: float) -> float:
 
 def verify_bundle(folder: str | Path, *, backend: str = "auto", iou: float = 0.9,
                   min_agreement: float | None = None, max_score_diff: float | None = None,
-                  speed_seconds: float = 2.0) -> VerifyReport:
+                  speed_seconds: float = 2.0, build: bool = True) -> VerifyReport:
     """Verify a bundle folder on this device.
 
     Args:
@@ -208,6 +240,9 @@ def verify_bundle(folder: str | Path, *, backend: str = "auto", iou: float = 0.9
         max_score_diff: Largest allowed score difference; default by precision
             (fp32 0.02, fp16 0.05, int8 0.1).
         speed_seconds: How long to measure images/s.
+        build: On the target, with TensorRT installed, build the engine when it is missing
+            or unusable (it is written with its sidecar manifest, which ``trtexec`` does not
+            write).
 
     Returns:
         The report; ``report.passed`` is the verdict.
@@ -245,7 +280,9 @@ def verify_bundle(folder: str | Path, *, backend: str = "auto", iou: float = 0.9
     except ConfigError as exc:
         report.checks.append(Check("reference", False, str(exc)))
         return report
-    model = _load(folder, manifest, backend, report, thresholds)
+    cc = device_compute_capability()
+    report.on_target = cc == target["compute_capability"]
+    model = _load(folder, manifest, backend, report, thresholds, build)
     if model is None:
         return report
     try:
@@ -268,8 +305,6 @@ def verify_bundle(folder: str | Path, *, backend: str = "auto", iou: float = 0.9
         report.ips = _speed(model, pixels, int(target["batch"]), speed_seconds)
     finally:
         model.close()
-    cc = device_compute_capability()
-    report.on_target = cc == target["compute_capability"]
     lo, hi = report.expected_ips
     band = f"{report.ips:.1f} images/s; {target['title']} expects {lo:g}-{hi:g} (YOLO-n, 640)"
     if report.on_target and report.model == manifest["engine"]["file"]:
