@@ -119,6 +119,7 @@ def test_bundle_every_target(every_target: Path, source: Path, target: str) -> N
     assert set(files) == {p.relative_to(folder).as_posix() for p in folder.rglob("*")
                           if p.is_file() and p.name != "manifest.json"}
     assert all(sha256_file(folder / rel) == sha for rel, sha in files.items())
+    assert all((folder / rel).stat().st_nlink == 1 for rel in files)  # copies, never links
     meta = read_onnx_meta(folder / manifest["model"]["file"])
     assert meta.layout == "deepstream" and meta.classes == CLASSES
     assert manifest["model"]["meta"]["classes"] == list(CLASSES)
@@ -187,9 +188,26 @@ def test_int8_bundle_with_data_verifies(root: Path, source: Path, dataset: Path)
     assert "--int8" in (folder / "build_engine.sh").read_text()
     refs = sorted(p.name for p in (folder / "reference").iterdir())
     assert refs == ["detections.json", "ref_000.jpg", "ref_001.jpg"]  # from the val split
+    assert (folder / "reference" / "ref_000.jpg").stat().st_nlink == 1  # the dataset is safe
     report = verify_bundle(folder, speed_seconds=0.05)
     assert report.passed, report.reasons
     assert verify_bundle(out / "jetson-nano", speed_seconds=0.05).passed
+
+
+def test_int8_bundle_on_bccd(root: Path, source: Path, bccd_path: Path) -> None:
+    """A real VOC dataset: calibration from its train split, reference images from val."""
+    from detforge.data.formats import read_dataset
+
+    out = root / "bccd"
+    bundle_model(source, targets=["xavier-nx"], out=out, precision="int8", data=bccd_path,
+                 reference_images=2, calib_images=4)
+    folder = out / "xavier-nx"
+    ds = read_dataset(bccd_path)
+    val = {ds.image_path(i).read_bytes() for i in range(ds.num_images)
+           if ds.images.split[i] == "val"}
+    refs = sorted((folder / "reference").glob("ref_*.jpg"))
+    assert len(refs) == 2 and all(p.read_bytes() in val for p in refs)
+    assert verify_bundle(folder, speed_seconds=0.05).passed
 
 
 def test_rebundle_replaces_only_bundles(root: Path, source: Path) -> None:

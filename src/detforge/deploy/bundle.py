@@ -24,9 +24,9 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from detforge.core.atomic import atomic_write_json, atomic_write_text, link_or_copy
+from detforge.core.atomic import atomic_write_json, atomic_write_text
 from detforge.core.errors import ConfigError
 from detforge.deploy import deepstream, triton
 from detforge.deploy.reference import copy_images, read_rgb, synthetic_images, write_reference
@@ -41,6 +41,9 @@ from detforge.export.engine_plan import (
     trtexec_command,
 )
 from detforge.runtime.metadata import ModelMeta
+
+if TYPE_CHECKING:
+    from detforge.data.dataset import Dataset
 
 __all__ = ["BUNDLE_FORMAT", "BundleResult", "TargetBundle", "bundle_model", "bundle_files"]
 
@@ -74,6 +77,13 @@ class _Choice:
     target: Target
     precision: str
     batch: int
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """A real copy, never a hard link: editing one bundle file must not change another
+    target's, nor the dataset an image came from."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
 
 
 def bundle_files(folder: Path) -> list[str]:
@@ -141,22 +151,20 @@ def _float_model(model: Path, work: Path, imgsz: tuple[int, int] | None) -> tupl
     return out, meta
 
 
-def _calibration(data: Path, meta: ModelMeta, n: int) -> list[Any]:
-    from detforge.data.formats import read_dataset
+def _calibration(dataset: Dataset, meta: ModelMeta, n: int) -> list[Any]:
     from detforge.export.calibration import calibration_files
     from detforge.export.parity import load_inputs
 
-    files = calibration_files(read_dataset(data), n, split="train")
+    files = calibration_files(dataset, n, split="train")
     return [b[None] for b in load_inputs(files, meta.imgsz)]
 
 
-def _reference_images(folder: Path, data: Path | None, n: int) -> list[Path]:
-    if data is None:
+def _reference_images(folder: Path, dataset: Dataset | None, n: int) -> list[Path]:
+    if dataset is None:
         return synthetic_images(folder, n)
-    from detforge.data.formats import read_dataset
     from detforge.export.calibration import calibration_files
 
-    return copy_images(calibration_files(read_dataset(data), n, split="val"), folder)
+    return copy_images(calibration_files(dataset, n, split="val"), folder)
 
 
 def _fidelity(model: Path) -> list[dict[str, Any]] | None:
@@ -245,15 +253,19 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
         say(f"preparing {model.name}")
         float_onnx, meta = _float_model(model, work, imgsz)
         models = {"fp32": float_onnx, "fp16": float_onnx}
-        if any(c.precision == "int8" for c in choices) and data is not None:
+        dataset = None
+        if data is not None:
+            from detforge.data.formats import read_dataset
+
+            dataset = read_dataset(data)
+        if any(c.precision == "int8" for c in choices) and dataset is not None:
             from detforge.export.quantize import quantize_int8
 
             say(f"quantising to INT8 on {calib_images} calibration images")
             models["int8"] = work / "model_int8.onnx"
-            quantize_int8(float_onnx, models["int8"], _calibration(Path(data), meta, calib_images),
+            quantize_int8(float_onnx, models["int8"], _calibration(dataset, meta, calib_images),
                           flavour="tensorrt")
-        refs = work / "reference"
-        images = _reference_images(refs, None if data is None else Path(data), reference_images)
+        images = _reference_images(work / "reference", dataset, reference_images)
         thresholds = {"conf": conf, "iou": iou, "max_det": max_det}
         detections: dict[str, Path] = {}
         fixed = onnx_input(float_onnx)[1][0]
@@ -312,7 +324,7 @@ def _write_target(choice: _Choice, out: Path, work: Path, onnx_src: Path, meta: 
     try:
         onnx_name = "model_int8.onnx" if precision == "int8" else "model.onnx"
         onnx_path = partial / onnx_name
-        link_or_copy(onnx_src, onnx_path)
+        _copy(onnx_src, onnx_path)
         batch = choice.batch
         dynamic = onnx_input(onnx_path)[1][0] is None
         rng = parse_batch_range(f"1-{batch}") if dynamic else (batch, batch, batch)
@@ -339,7 +351,7 @@ def _write_target(choice: _Choice, out: Path, work: Path, onnx_src: Path, meta: 
                    "sink0": ["type=1 is a fake sink (headless, FPS in the log); 2 = display, "
                              "3 = file."]}))
         repo = partial / "model_repository"
-        link_or_copy(onnx_path, repo / name / "1" / "model.onnx")
+        _copy(onnx_path, repo / name / "1" / "model.onnx")
         atomic_write_text(repo / name / "config.pbtxt",
                           triton.onnx_config(name, onnx_path, max_batch=batch))
         script = build_script(plan)
@@ -362,8 +374,8 @@ def _write_target(choice: _Choice, out: Path, work: Path, onnx_src: Path, meta: 
         (partial / "build_engine.sh").chmod(0o755)
         ref_json = _reference_run(onnx_path, images, thresholds, ref_cache, work)
         for img in images:
-            link_or_copy(img, partial / "reference" / img.name)
-        link_or_copy(ref_json, partial / "reference" / ref_json.name)
+            _copy(img, partial / "reference" / img.name)
+        _copy(ref_json, partial / "reference" / ref_json.name)
         warning = memory_warning(t, onnx_path.stat().st_size, batch)
         if warning:
             notes.append(warning)

@@ -10,6 +10,7 @@ the same images on the target and compares, box by box (same class, IoU >= 0.9),
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from detforge.core.atomic import atomic_write_json, link_or_copy
+from detforge.core.atomic import atomic_write_json
 from detforge.core.boxes import box_iou
 from detforge.core.detections import Detections
 from detforge.core.errors import ConfigError
@@ -67,11 +68,13 @@ def synthetic_images(folder: Path, n: int, *, size: tuple[int, int] = (480, 640)
 
 
 def copy_images(files: Sequence[Path], folder: Path) -> list[Path]:
-    """Copy dataset images into ``folder`` as ``ref_000<suffix>``..., bytes unchanged."""
+    """Copy dataset images into ``folder`` as ``ref_000<suffix>``..., bytes unchanged (a copy,
+    never a link: the dataset is never touched through the bundle)."""
+    folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i, src in enumerate(files):
         dst = folder / f"ref_{i:03d}{src.suffix.lower()}"
-        link_or_copy(src, dst)
+        shutil.copyfile(src, dst)
         out.append(dst)
     return out
 
