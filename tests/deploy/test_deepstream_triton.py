@@ -117,6 +117,8 @@ def test_app_config_sections(bundles: Path, target: str) -> None:
     mux = app["streammux"]
     assert (int(mux["height"]), int(mux["width"])) == IMGSZ
     assert int(mux["batch-size"]) == batch == int(app["source0"]["num-sources"])
+    tiles = app["tiled-display"]
+    assert int(tiles["rows"]) * int(tiles["columns"]) >= batch
     assert int(mux["batched-push-timeout"]) == 40000 and mux["live-source"] == "0"
     assert app["source0"]["uri"].startswith("file:///")
     assert (folder / app["primary-gie"]["config-file"]).is_file()

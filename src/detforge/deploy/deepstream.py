@@ -16,6 +16,7 @@ come from the model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -179,10 +180,12 @@ def app_config(meta: ModelMeta, *, batch: int, infer_config: str = "config_infer
         raise ConfigError(f"batch ({batch}) and fps ({fps}) must be positive")
     h, w = meta.imgsz
     sw, sh = stream_size or (w, h)
+    rows = math.isqrt(batch - 1) + 1  # a near-square tiling of the batch's streams
     gpu = str(gpu_id)
     return {
         "application": {"enable-perf-measurement": "1", "perf-measurement-interval-sec": "5"},
-        "tiled-display": {"enable": "1", "rows": "1", "columns": "1", "width": str(sw),
+        "tiled-display": {"enable": "1", "rows": str(rows),
+                          "columns": str(-(-batch // rows)), "width": str(sw),
                           "height": str(sh), "gpu-id": gpu, "nvbuf-memory-type": "0"},
         "source0": {"enable": "1", "type": "3", "uri": uri, "num-sources": str(batch),
                     "gpu-id": gpu, "cudadec-memtype": "0"},
