@@ -45,8 +45,7 @@ def bundle(
     reference_images: Annotated[int, typer.Option(help="Images in reference/.")] = 4,
     name: Annotated[str | None, typer.Option(help="Triton model name.")] = None,
 ) -> None:
-    """Write DIR/<target>/ with ONNX, DeepStream and Triton configs, engine build script,
-    reference outputs and a checksummed manifest.
+    """Write DIR/<target>/: ONNX, DeepStream/Triton configs, engine script, references, manifest.
 
     Example: detforge deploy bundle best.pt --target orin-nano --target t4 --out bundles --data ds
     """
