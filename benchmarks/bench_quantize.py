@@ -85,7 +85,8 @@ def train_model(cache: Path, data: Path, *, minutes: float, imgsz: int = 320,
 
 def ultralytics_int8(cache: Path, pt: Path, data: Path, imgsz: int) -> Path:
     """Ultralytics' own INT8 ONNX (``quantize=8``: ORT static S8S8, only Conv quantised,
-    per-tensor, calibrated on the val split through its own letterbox dataloader)."""
+    per-tensor weights), calibrated through its own letterbox dataloader on the train split,
+    the split detforge calibrates on too (Ultralytics' default would be the val split)."""
     from detforge.train.offline import import_ultralytics
 
     folder = cache / f"models{imgsz}" / "ultralytics"
@@ -97,7 +98,8 @@ def ultralytics_int8(cache: Path, pt: Path, data: Path, imgsz: int) -> Path:
     shutil.copyfile(pt, local)
     ul = import_ultralytics(cache / "ultralytics")
     made = ul.YOLO(str(local)).export(format="onnx", quantize=8, data=str(data / "data.yaml"),
-                                      imgsz=imgsz, dynamic=True, batch=8, simplify=True)
+                                      imgsz=imgsz, dynamic=True, batch=8, simplify=True,
+                                      split="train")
     Path(made).replace(out)
     return out
 

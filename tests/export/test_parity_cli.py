@@ -15,6 +15,7 @@ from detforge.export.model_parity import ModelParity, RawDiff, default_tolerance
 
 IMGSZ = (64, 64)
 runner = CliRunner()
+train = pytest.mark.train  # needs torch and ultralytics (the tiny model)
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +41,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.save({"model": model, "train_args": {}, "epoch": -1}, pt)
     ds = folder / "ds"
     synthesize(ds, images=6, classes=3, seed=0, size=(64, 64), splits=(0.5, 0.5))
-    raw = export_onnx(pt, folder / "raw.onnx", imgsz=IMGSZ, max_batch=4).path
+    # simplify=False: onnxslim costs seconds and parity does not depend on it
+    raw = export_onnx(pt, folder / "raw.onnx", imgsz=IMGSZ, max_batch=4, simplify=False).path
     deepstream = export_onnx(pt, folder / "ds.onnx", imgsz=IMGSZ, layout="deepstream",
-                             max_batch=4).path
+                             max_batch=4, simplify=False).path
     batch = load_inputs(sorted((ds / "images" / "train").iterdir())[:2], IMGSZ)
     int8 = quantize_int8(raw, folder / "int8.onnx", [b[None] for b in batch]).path
     return {"pt": pt, "raw": raw, "deepstream": deepstream, "int8": int8, "data": ds}
@@ -52,6 +54,7 @@ def _run(*args: str) -> Any:
     return runner.invoke(app, ["parity", *args])
 
 
+@train
 @pytest.mark.parametrize(("a", "b", "layout"), [
     ("pt", "raw", "raw"),
     ("pt", "deepstream", "deepstream"),
@@ -64,6 +67,7 @@ def test_pt_vs_onnx_passes(models: dict[str, Path], a: str, b: str, layout: str)
     assert "box agreement 1.000" in result.output and result.output.rstrip().endswith("PASS")
 
 
+@train
 def test_onnx_vs_int8_json(models: dict[str, Path]) -> None:
     result = _run(str(models["raw"]), str(models["int8"]), "--data", str(models["data"]),
                   "--json")
@@ -75,6 +79,7 @@ def test_onnx_vs_int8_json(models: dict[str, Path]) -> None:
     assert report["passed"] and report["failures"] == []
 
 
+@train
 def test_past_tolerance_exits_1(models: dict[str, Path]) -> None:
     result = _run(str(models["raw"]), str(models["int8"]), "--data", str(models["data"]),
                   "--tolerance", "1e-9")
@@ -83,12 +88,14 @@ def test_past_tolerance_exits_1(models: dict[str, Path]) -> None:
     assert result.stdout.rstrip().endswith("FAIL")
 
 
+@train
 def test_layouts_differ_compares_detections_only(models: dict[str, Path]) -> None:
     result = _run(str(models["raw"]), str(models["deepstream"]), "--data", str(models["data"]))
     assert result.exit_code == 0, result.output
     assert "raw: not compared (layouts differ (raw vs deepstream)" in result.output
 
 
+@train
 @pytest.mark.parametrize(("args", "message"), [
     (["missing.onnx", "{raw}"], "missing.onnx: no such model file"),
     (["{data}/data.yaml", "{raw}"], "unknown model type '.yaml'"),
