@@ -35,7 +35,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from ultralytics.nn.tasks import DetectionModel
 
     torch.manual_seed(0)
-    model = DetectionModel("yolo11n.yaml", nc=3, verbose=False)
+    model = DetectionModel("yolo11n.yaml", nc=3, verbose=False)  # type: ignore[no-untyped-call]
     model.names = {0: "circle", 1: "square", 2: "triangle"}
     pt = folder / "tiny.pt"
     torch.save({"model": model, "train_args": {}, "epoch": -1}, pt)
@@ -129,8 +129,10 @@ def test_failures(rel: float | None, tolerance: float | None, after: float, max_
     raw = None if rel is None else RawDiff("raw", 4, (4, 7, 84), rel * 10, rel)
     res = ModelParity(Path("a.onnx"), Path("b.onnx"), (64, 64), raw, "", _hop(0.5, after),
                       tolerance, max_drop)
-    assert res.passed is (failure is None)
-    assert [f[:len(failure)] for f in res.failures] == ([] if failure is None else [failure])
+    if failure is None:
+        assert res.passed and res.failures == []
+    else:
+        assert not res.passed and [f[:len(failure)] for f in res.failures] == [failure]
     assert res.to_dict()["passed"] is res.passed
 
 
