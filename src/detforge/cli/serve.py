@@ -1,0 +1,50 @@
+"""``detforge serve``: online inference over HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+__all__ = ["register"]
+
+
+def serve_command(
+    model: Annotated[str, typer.Argument(
+        help="Model: .engine, .onnx, .pt, a bundle target folder, a models folder or a stem.")],
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0: all).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", envvar="DETFORGE_PORT")] = 8000,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    conf: Annotated[float, typer.Option(help="Default confidence threshold.")] = 0.25,
+    iou: Annotated[float, typer.Option(help="Default NMS IoU threshold.")] = 0.7,
+    max_det: Annotated[int, typer.Option(help="Default and largest detections per image.")] = 300,
+    imgsz: Annotated[str | None, typer.Option(help="Input size H,W (dynamic models).")] = None,
+    max_batch: Annotated[int, typer.Option(help="Most images per inference batch.")] = 8,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill.")] = 5.0,
+    max_queue: Annotated[int, typer.Option(help="Most queued images; then 503.")] = 64,
+    max_image_mb: Annotated[float, typer.Option(help="Largest image file (MiB); then 413.")] = 20.0,
+    max_images: Annotated[int, typer.Option(help="Most images per request; then 413.")] = 16,
+    api_key_env: Annotated[str, typer.Option(
+        help="Environment variable holding the API key (auth off when unset).")] = (
+        "DETFORGE_API_KEY"),
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime CPU threads.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve a detector over HTTP: POST /v1/detect, GET /health, /ready, /metrics, /v1/model.
+
+    Example: detforge serve model.onnx --port 8000 && curl -F images=@a.jpg localhost:8000/v1/detect
+    """
+    from detforge.runtime.predict import parse_imgsz
+    from detforge.serve import ServeConfig, serve
+
+    config = ServeConfig.from_options(
+        model=model, host=host, port=port, device=device, conf=conf, iou=iou, max_det=max_det,
+        imgsz=parse_imgsz(imgsz), max_batch=max_batch, max_wait_ms=max_wait_ms,
+        max_queue=max_queue, max_image_mb=max_image_mb, max_images=max_images,
+        api_key_env=api_key_env or None, threads=threads, log_level=log_level)
+    serve(config)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the root app."""
+    app.command("serve")(serve_command)

@@ -1,0 +1,339 @@
+"""The FastAPI application: probes, metrics, model info and ``POST /v1/detect``.
+
+Every error answers ``{"error": <kind>, "detail": <what, where, fix>}`` with its status:
+400 bad body or image, 401 missing or wrong API key, 413 over a size limit, 415 wrong
+content type, 422 bad query parameter, 503 overloaded (with ``Retry-After``) or not ready,
+500 inference failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from numpy.typing import NDArray
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from detforge.core.detections import Detections
+from detforge.runtime import Model, load_model, resolve_model_path
+from detforge.runtime.preprocess import LetterboxInfo
+from detforge.runtime.sinks import Prediction
+from detforge.serve.batcher import Batcher, NotReady, Overloaded
+from detforge.serve.config import ServeConfig
+from detforge.serve.metrics import ServeMetrics
+from detforge.serve.uploads import (
+    Upload,
+    UploadError,
+    check_size,
+    decode_image_bytes,
+    parse_multipart,
+)
+
+__all__ = ["ApiError", "create_app"]
+
+log = logging.getLogger("detforge.serve")
+_ENDPOINTS = frozenset({"/health", "/ready", "/metrics", "/v1/model", "/v1/detect"})
+_RAW_TYPES = ("image/", "application/octet-stream")
+
+Prepared = tuple[int, int, NDArray[np.float32], LetterboxInfo]
+
+
+class ApiError(Exception):
+    """An HTTP error answered as ``{"error": error, "detail": detail}``."""
+
+    def __init__(self, status: int, error: str, detail: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+        self.headers = headers or {}
+
+
+@dataclass(eq=False)
+class _State:
+    config: ServeConfig
+    batcher: Batcher
+    metrics: ServeMetrics
+    api_key: str | None
+    model_name: str
+
+
+def create_app(config: ServeConfig, *, load: Callable[[], Model] | None = None,
+               on_failure: Callable[[BaseException], None] | None = None) -> FastAPI:
+    """Build the server application; the model loads on its worker thread at start-up.
+
+    Args:
+        config: Server options.
+        load: Builds the model (default: :func:`~detforge.runtime.load_model` on
+            ``config.model`` with the config's device, thresholds and threads).
+        on_failure: Called if loading or warming up the model fails (the CLI stops the
+            server with it).
+
+    Returns:
+        The FastAPI app; run it with uvicorn (its lifespan starts and stops the worker).
+
+    Raises:
+        ConfigError: ``config.model`` designates no loadable model file.
+
+    Example:
+        >>> app = create_app(ServeConfig(model="model.onnx"))  # doctest: +SKIP
+        >>> uvicorn.run(app, port=8000)  # doctest: +SKIP
+    """
+    name = "model"
+    if load is None:
+        file = resolve_model_path(config.model, device=config.device)
+        name = file.name
+
+        def load() -> Model:
+            return load_model(file, device=config.device, imgsz=config.imgsz,
+                              conf=config.conf, iou=config.iou, max_det=config.max_det,
+                              threads=config.threads)
+
+    def failed(exc: BaseException) -> None:
+        log.error("model %s failed to load: %s: %s", name, type(exc).__name__, exc)
+        if on_failure is not None:
+            on_failure(exc)
+
+    metrics_box: list[ServeMetrics] = []
+    batcher = Batcher(load, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000,
+                      max_queue=config.max_queue, warmup=config.warmup,
+                      on_batch=lambda n, s: metrics_box[0].observe_batch(n, s),
+                      on_failure=failed)
+    metrics = ServeMetrics(queue_depth=lambda: batcher.queue_depth,
+                           ready=lambda: batcher.ready, queue_capacity=config.max_queue)
+    metrics_box.append(metrics)
+    state = _State(config, batcher, metrics, config.api_key(), name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        log.info("loading %s (auth %s)", name, "on" if state.api_key else "off")
+        try:
+            yield
+        finally:
+            await run_in_threadpool(batcher.close, config.graceful_timeout_s)
+
+    app = FastAPI(title="detforge serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.detforge = state
+    app.include_router(_router)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        start = time.perf_counter()
+        response: Response = await call_next(request)
+        path = request.url.path
+        metrics.observe_request(path if path in _ENDPOINTS else "other",
+                                response.status_code, time.perf_counter() - start)
+        return response
+
+    return app
+
+
+# -- error handlers ----------------------------------------------------------------------
+def _body(status: int, error: str, detail: str,
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, ApiError):
+        raise exc
+    return _body(exc.status, exc.error, exc.detail, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, RequestValidationError):
+        raise exc
+    parts = []
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        where = f"{loc[0]} parameter {loc[-1]!r}" if len(loc) > 1 else "request"
+        parts.append(f"{where}: {err.get('msg')} (got {err.get('input')!r})")
+    return _body(422, "invalid_parameter", "; ".join(parts))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    detail = f"{request.method} {request.url.path}: {exc.detail}"
+    if exc.status_code == 404:
+        detail += f"; endpoints: {sorted(_ENDPOINTS)}"
+    return _body(exc.status_code, kind, detail, dict(exc.headers or {}))
+
+
+# -- endpoints ---------------------------------------------------------------------------
+_router = APIRouter()
+
+
+def _state(request: Request) -> _State:
+    state: _State = request.app.state.detforge
+    return state
+
+
+def _authorize(request: Request, state: _State) -> None:
+    if state.api_key is None:
+        return
+    supplied = request.headers.get("x-api-key", "")
+    auth = request.headers.get("authorization", "")
+    if not supplied and auth[:7].lower() == "bearer ":
+        supplied = auth[7:].strip()
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if not supplied:
+        raise ApiError(401, "unauthorized", "missing API key; send the header "
+                       "'Authorization: Bearer <key>' or 'X-API-Key: <key>'", challenge)
+    if not hmac.compare_digest(supplied.encode(), state.api_key.encode()):
+        raise ApiError(401, "unauthorized", f"wrong API key; use the value of the server's "
+                       f"${state.config.api_key_env}", challenge)
+
+
+def _not_ready(exc: NotReady | None, state: _State) -> ApiError:
+    detail = str(exc) if exc else state.batcher.not_ready_reason()
+    return ApiError(503, "not_ready", detail, {"Retry-After": "5"})
+
+
+@_router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: 200 while the process serves HTTP."""
+    return {"status": "ok"}
+
+
+@_router.get("/ready")
+async def ready(request: Request) -> dict[str, str]:
+    """Readiness: 200 once the model is loaded and warmed up, else 503."""
+    state = _state(request)
+    if not state.batcher.ready:
+        raise _not_ready(None, state)
+    return {"status": "ready", "model": state.model_name}
+
+
+@_router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    data, content_type = _state(request).metrics.render()
+    return Response(data, media_type=content_type)
+
+
+@_router.get("/v1/model")
+async def model_info(request: Request) -> dict[str, Any]:
+    """Classes, input size, layout, backend and the server's batching limits."""
+    state = _state(request)
+    _authorize(request, state)
+    model = state.batcher.model
+    if model is None or not state.batcher.ready:
+        raise _not_ready(None, state)
+    cfg = state.config
+    backend: Any = model.backend
+    return {"model": state.model_name, "classes": list(model.classes),
+            "imgsz": list(model.imgsz), "layout": model.meta.layout,
+            "stride": model.meta.stride, "backend": backend.name, "device": backend.device,
+            "conf": model.conf, "iou": model.iou, "max_det": model.max_det,
+            "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms,
+            "max_queue": cfg.max_queue, "max_images": cfg.max_images,
+            "max_image_mb": cfg.max_image_mb}
+
+
+@_router.post("/v1/detect")
+async def detect(
+    request: Request,
+    conf: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+    iou: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+    max_det: Annotated[int | None, Query(ge=1)] = None,
+    filename: Annotated[str | None, Query(max_length=255)] = None,
+) -> Response:
+    """Detect objects in the images of a multipart body (field ``images``) or a raw image."""
+    start = time.perf_counter()
+    state = _state(request)
+    cfg = state.config
+    _authorize(request, state)
+    if max_det is not None and max_det > cfg.max_det:
+        raise ApiError(422, "invalid_parameter", f"query parameter 'max_det': {max_det} is over "
+                       f"the server's limit {cfg.max_det} (--max-det)")
+    if not state.batcher.ready:
+        raise _not_ready(None, state)
+    uploads = await _read_uploads(request, cfg, filename)
+    batcher = state.batcher
+    model = batcher.model
+    try:
+        batcher.check_room(len(uploads))
+        if model is None:
+            raise NotReady("the model is not loaded")
+        prepared = await run_in_threadpool(_prepare, uploads, model, cfg.max_pixels)
+        future = batcher.submit([(t, info) for _, _, t, info in prepared], conf=conf, iou=iou,
+                                max_det=max_det)
+    except UploadError as exc:
+        raise ApiError(exc.status, exc.error, str(exc)) from exc
+    except Overloaded as exc:
+        raise ApiError(503, "overloaded", str(exc),
+                       {"Retry-After": str(exc.retry_after)}) from exc
+    except NotReady as exc:
+        raise _not_ready(exc, state) from exc
+    try:
+        detections: list[Detections] = await asyncio.wrap_future(future)
+    except Exception as exc:
+        log.exception("inference failed")
+        raise ApiError(500, "inference_failed", f"{type(exc).__name__}: {exc}") from exc
+    state.metrics.images.inc(len(uploads))
+    results = []
+    for up, (w, h, _, _), det in zip(uploads, prepared, detections, strict=True):
+        rec = Prediction(up.filename, None, w, h, det).to_record(model.classes)
+        results.append({"filename": up.filename, "width": w, "height": h,
+                        "detections": rec["detections"]})
+    return JSONResponse({"results": results, "model": state.model_name,
+                         "latency_ms": round((time.perf_counter() - start) * 1000, 2)})
+
+
+async def _read_uploads(request: Request, cfg: ServeConfig,
+                        filename: str | None) -> list[Upload]:
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        limit = cfg.max_body_bytes
+    elif media.startswith(_RAW_TYPES):
+        limit = cfg.max_image_bytes
+    else:
+        raise ApiError(415, "unsupported_media_type", f"Content-Type {media or '(none)'!r} is "
+                       f"not accepted; send multipart/form-data with the files in the field "
+                       f"'images', or one image as the body with an image/* Content-Type")
+    over = ApiError(413, "request_too_large", f"request body over {limit / 2**20:.3g} MiB "
+                    f"(--max-images x --max-image-mb); send fewer or smaller images")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise over
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise over
+    try:
+        if media == "multipart/form-data":
+            return parse_multipart(bytes(body), content_type, max_file_bytes=cfg.max_image_bytes,
+                                   max_files=cfg.max_images)
+        name = filename or "image"
+        check_size(name, len(body), cfg.max_image_bytes)
+    except UploadError as exc:
+        raise ApiError(exc.status, exc.error, str(exc)) from exc
+    return [Upload(name, bytes(body))]
+
+
+def _prepare(uploads: list[Upload], model: Model, max_pixels: int) -> list[Prepared]:
+    """Decode and letterbox (on a thread-pool thread; reads only the model's metadata)."""
+    out: list[Prepared] = []
+    for up in uploads:
+        img = decode_image_bytes(up.data, up.filename, max_pixels=max_pixels)
+        tensor, info = model.preprocess(img)
+        out.append((img.shape[1], img.shape[0], tensor, info))
+    return out

@@ -1,0 +1,117 @@
+"""``ServeConfig``: every knob of ``detforge serve``, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from detforge.core.config import StrictModel
+from detforge.core.errors import ConfigError
+
+__all__ = ["ServeConfig"]
+
+_MB = 1024 * 1024
+
+
+class ServeConfig(StrictModel):
+    """Options of the HTTP server.
+
+    Attributes:
+        model: Model file, folder (a bundle target or a models folder) or stem.
+        host: Interface to bind.
+        port: TCP port (0 picks a free one).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        imgsz: Input ``(height, width)`` for models with a dynamic input size.
+        conf: Default confidence threshold (a request may override it).
+        iou: Default NMS IoU threshold (a request may override it).
+        max_det: Default and largest detections per image.
+        max_batch: Most images the worker runs in one batch.
+        max_wait_ms: Longest the oldest queued image waits for a batch to fill.
+        max_queue: Most images waiting for the worker; past it requests get 503.
+        max_image_mb: Largest encoded image, in MiB; past it 413.
+        max_images: Most images in one request; past it 413.
+        max_pixels: Largest decoded image (width x height); past it 413.
+        api_key_env: Environment variable holding the API key; auth is off when it is unset
+            or empty.
+        threads: CPU threads for ONNX Runtime (default: all usable cores).
+        warmup: Run dummy batches before reporting ready.
+        log_level: uvicorn log level.
+        graceful_timeout_s: Longest shutdown waits for requests in flight.
+
+    Example:
+        >>> ServeConfig(model="model.onnx", max_batch=4).max_queue
+        64
+    """
+
+    model: str
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    device: str = "auto"
+    imgsz: tuple[int, int] | None = None
+    conf: float = Field(0.25, ge=0.0, le=1.0)
+    iou: float = Field(0.7, ge=0.0, le=1.0)
+    max_det: int = Field(300, ge=1)
+    max_batch: int = Field(8, ge=1, le=1024)
+    max_wait_ms: float = Field(5.0, ge=0.0, le=10_000.0)
+    max_queue: int = Field(64, ge=1)
+    max_image_mb: float = Field(20.0, gt=0.0)
+    max_images: int = Field(16, ge=1)
+    max_pixels: int = Field(64_000_000, ge=1)
+    api_key_env: str | None = "DETFORGE_API_KEY"
+    threads: int | None = Field(None, ge=1)
+    warmup: bool = True
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    graceful_timeout_s: float = Field(30.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _fits_queue(self) -> ServeConfig:
+        if self.max_images > self.max_queue:
+            raise ValueError(f"max_images ({self.max_images}) is larger than max_queue "
+                             f"({self.max_queue}), so such a request could never be queued; "
+                             f"raise --max-queue or lower --max-images")
+        return self
+
+    @classmethod
+    def from_options(cls, **options: Any) -> ServeConfig:
+        """Build the config from keyword options, as the CLI passes them.
+
+        Args:
+            **options: Field values; ``None`` values are dropped (defaults apply).
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: A value is out of range; the message names the option and the limit.
+        """
+        data = {k: v for k, v in options.items() if v is not None}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            parts = []
+            for err in exc.errors():
+                loc = "--" + "-".join(str(p) for p in err["loc"]).replace("_", "-")
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                if err["loc"]:
+                    parts.append(f"{loc}: {msg} (got {err.get('input')!r})")
+                else:
+                    parts.append(msg)
+            raise ConfigError("; ".join(parts)) from exc
+
+    @property
+    def max_image_bytes(self) -> int:
+        """Largest encoded image, in bytes."""
+        return int(self.max_image_mb * _MB)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body: every allowed image plus room for multipart headers."""
+        return self.max_images * (self.max_image_bytes + 16 * 1024)
+
+    def api_key(self) -> str | None:
+        """The API key from the environment, or None when auth is off."""
+        if not self.api_key_env:
+            return None
+        return os.environ.get(self.api_key_env) or None
