@@ -12,7 +12,7 @@ from detforge.train.offline import FONT_NAMES, import_ultralytics, offline_envir
 from detforge.train.threads import allowed_cores, configure_threads
 
 _ENV = ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_CONFIG_DIR", "MPLCONFIGDIR",
-        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")
 
 
 @pytest.fixture
@@ -24,6 +24,21 @@ def keep_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_allowed_cores_is_the_affinity_mask() -> None:
     assert allowed_cores() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("policy", "expect"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")],
+                         ids=["unset-passive", "user-choice-kept"])
+def test_configure_threads_sets_env_and_a_passive_wait_policy(
+        monkeypatch: pytest.MonkeyPatch, keep_env: None, policy: str | None,
+        expect: str) -> None:
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    n = allowed_cores()  # another count would stay set in torch for later tests
+    assert configure_threads() == n
+    assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == str(n)
+    assert os.environ["OMP_WAIT_POLICY"] == expect
 
 
 def test_offline_environment_sets_env_and_fonts(tmp_path: Path, keep_env: None) -> None:

@@ -5,6 +5,12 @@ and ``select_device`` calls ``torch.set_num_threads(NUM_THREADS)`` for CPU train
 2-core machine it trains on one core. Its ``__init__`` also sets ``OMP_NUM_THREADS=1``
 when unset. :func:`configure_threads` fixes all three: the environment (before torch loads),
 ``NUM_THREADS`` in every loaded Ultralytics module that copied it, and torch itself.
+
+It also sets ``OMP_WAIT_POLICY=PASSIVE`` (unless the environment sets a policy), before
+torch loads: by default OpenMP threads spin at every barrier, and on a machine whose cores
+other processes also use, a spinning thread waits for a partner that is not running. Measured
+on the shared 2-core machine (load average 8, yolo11n forward + backward, batch 8, 128 px):
+2 spinning threads 10 s per step, 1 thread 1.2 s, 2 passive threads 0.5 s.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ def allowed_cores() -> int:
 def configure_threads(threads: int | None = None) -> int:
     """Set torch, OpenMP and Ultralytics to use ``threads`` (default: all allowed cores).
 
+    Also makes idle OpenMP threads sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``,
+    when the environment sets no policy); that takes effect only if torch is not loaded yet.
+
     Safe to call before or after torch and Ultralytics are imported; call it again after
     importing Ultralytics so the modules that copied ``NUM_THREADS`` see the new value.
 
@@ -43,6 +52,7 @@ def configure_threads(threads: int | None = None) -> int:
     n = threads or allowed_cores()
     for var in _ENV_VARS:
         os.environ[var] = str(n)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     for name, module in list(sys.modules.items()):
         if name.startswith("ultralytics") and isinstance(getattr(module, "NUM_THREADS", None),
                                                           int):
