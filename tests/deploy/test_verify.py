@@ -130,6 +130,17 @@ def test_engine_output_is_allowed_but_needs_tensorrt(bundle: Path) -> None:
     assert not forced.passed and forced.reasons[-1].startswith("model: engine")
 
 
+def test_parser_library_built_in_the_bundle_is_allowed(bundle: Path) -> None:
+    lib = bundle / "nvdsinfer_custom_impl_Yolo"  # where custom-lib-path points
+    lib.mkdir()
+    (lib / "libnvdsinfer_custom_impl_Yolo.so").write_bytes(b"ELF")
+    (lib / "nvdsparsebbox_Yolo.o").write_bytes(b"obj")
+    report = verify_bundle(bundle, speed_seconds=0.05)
+    assert report.passed, report.reasons
+    (bundle / "stray.txt").write_text("not from the build")
+    assert "stray.txt" in verify_bundle(bundle, speed_seconds=0.05).reasons[0]
+
+
 @pytest.mark.parametrize(("backend", "ctx"), [
     ("openvino", pytest.raises(ConfigError, match="unknown backend")),
     ("onnxruntime", contextlib.nullcontext()),

@@ -32,7 +32,8 @@ def bundle(
     model: Annotated[Path, typer.Argument(help="Model: .pt weights or a float .onnx.")],
     target: Annotated[list[str], typer.Option(help="Target device (repeat for several); "
                                                    "see `detforge targets`.")],
-    out: Annotated[Path, typer.Option(help="Output folder; one sub-folder per target.")],
+    out: Annotated[Path, typer.Option(help="Output folder; one sub-folder per target.")
+                   ] = Path("bundles"),
     precision: Annotated[str, typer.Option(help="auto (target's recommended), fp32, fp16 "
                                                 "or int8.")] = "auto",
     batch: Annotated[int | None, typer.Option(help="Batch size (default: the target's).")] = None,

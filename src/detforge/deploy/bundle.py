@@ -121,7 +121,7 @@ def _float_model(model: Path, work: Path, imgsz: tuple[int, int] | None) -> tupl
     """The float ONNX in the DeepStream layout (``raw`` converted), with its metadata."""
     import onnx
 
-    from detforge.export.onnx_export import _append_deepstream_decode, export_onnx
+    from detforge.export.onnx_export import append_deepstream_decode, export_onnx
     from detforge.runtime.metadata import embed_meta, meta_from_props
 
     out = work / "model.onnx"
@@ -143,7 +143,7 @@ def _float_model(model: Path, work: Path, imgsz: tuple[int, int] | None) -> tupl
         raise ConfigError(f"{model}: RT-DETR layout has no DeepStream-Yolo parser here; "
                           f"bundle a YOLO raw, deepstream or end2end export")
     if meta.layout == "raw":
-        _append_deepstream_decode(graph, len(meta.classes))
+        append_deepstream_decode(graph, len(meta.classes))
         meta = meta.model_copy(update={"layout": "deepstream"})
     embed_meta(graph, meta)
     onnx.checker.check_model(graph)
@@ -355,7 +355,8 @@ def _write_target(choice: _Choice, out: Path, work: Path, onnx_src: Path, meta: 
         atomic_write_text(repo / name / "config.pbtxt",
                           triton.onnx_config(name, onnx_path, max_batch=batch))
         script = build_script(plan)
-        allowed = [engine, f"{engine}.json", f"{Path(engine).stem}.build.sh"]
+        allowed = [engine, f"{engine}.json", f"{Path(engine).stem}.build.sh",
+                   f"{Path(deepstream.YOLO_CUSTOM_LIB).parent}/*"]  # the parser, built there
         if plans:
             entries = [e for _, e in plans]
             trt_name = f"{name}_trt"

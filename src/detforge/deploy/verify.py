@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 import subprocess
@@ -122,7 +123,9 @@ def device_compute_capability() -> str | None:
 
 def _checksums(folder: Path, manifest: dict[str, Any]) -> list[Check]:
     files: dict[str, str] = manifest.get("files") or {}
-    allowed = set(manifest.get("allowed_extra") or [])
+    # Files the target itself makes (engines, the parser library's build); a pattern may
+    # use fnmatch wildcards, e.g. ``nvdsinfer_custom_impl_Yolo/*``.
+    allowed = [str(p) for p in manifest.get("allowed_extra") or []]
     missing, changed = [], []
     for rel, want in sorted(files.items()):
         path = folder / rel
@@ -130,7 +133,8 @@ def _checksums(folder: Path, manifest: dict[str, Any]) -> list[Check]:
             missing.append(rel)
         elif sha256_file(path) != want:
             changed.append(rel)
-    extra = [rel for rel in bundle_files(folder) if rel not in files and rel not in allowed]
+    extra = [rel for rel in bundle_files(folder)
+             if rel not in files and not any(fnmatch.fnmatchcase(rel, p) for p in allowed)]
     checks = []
     for label, items in (("missing", missing), ("changed", changed), ("extra", extra)):
         if items:

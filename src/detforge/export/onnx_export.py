@@ -18,6 +18,7 @@ stride, dataset version, run id, metrics) travel in one file: see
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -31,7 +32,8 @@ import numpy as np
 from detforge.core.atomic import atomic_write_bytes
 from detforge.core.errors import ConfigError, ExportError, MissingExtraError
 
-__all__ = ["EXPORT_LAYOUTS", "ExportResult", "export_onnx", "lineage_for"]
+__all__ = ["EXPORT_LAYOUTS", "ExportResult", "append_deepstream_decode", "export_onnx",
+           "lineage_for"]
 
 EXPORT_LAYOUTS = ("raw", "deepstream", "end2end")
 
@@ -73,8 +75,10 @@ def lineage_for(weights: Path) -> dict[str, Any]:
                 break
             if not isinstance(run, dict):
                 break
-            dataset = run.get("dataset") if isinstance(run.get("dataset"), dict) else {}
-            mlflow = run.get("mlflow") if isinstance(run.get("mlflow"), dict) else {}
+            dataset: dict[str, Any] = run.get("dataset") or {}
+            mlflow: dict[str, Any] = run.get("mlflow") or {}
+            dataset = dataset if isinstance(dataset, dict) else {}
+            mlflow = mlflow if isinstance(mlflow, dict) else {}
             named = "/".join(str(run[k]) for k in ("name", "version") if run.get(k))
             return {"dataset_version": dataset.get("version") or run.get("dataset_version"),
                     "run_id": run.get("run_id") or mlflow.get("run_id") or named or None,
@@ -134,6 +138,10 @@ def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] 
         warnings.simplefilter("ignore")
         local = Path(tmp) / weights.name
         shutil.copy2(weights, local)  # Ultralytics writes next to the weights: keep it out
+        from ultralytics.utils import LOGGER
+
+        level = LOGGER.level
+        LOGGER.setLevel(logging.WARNING)  # its "Predict:/Validate:/Visualize:" banner
         try:
             produced = ul.YOLO(str(local)).export(
                 format="onnx", imgsz=list(imgsz), dynamic=batch is None,
@@ -142,12 +150,14 @@ def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] 
                 conf=conf, iou=iou, device="cpu", verbose=False)
         except Exception as exc:
             raise ExportError(f"{weights}: ONNX export failed ({exc})") from exc
+        finally:
+            LOGGER.setLevel(level)
         import onnx
 
         graph_model = onnx.load(str(produced))
     _fix_input_shape(graph_model, imgsz, batch)
     if layout == "deepstream":
-        _append_deepstream_decode(graph_model, len(classes))
+        append_deepstream_decode(graph_model, len(classes))
     from detforge.runtime.metadata import ModelMeta, embed_meta
 
     lineage = lineage_for(weights)
@@ -172,7 +182,7 @@ def _fix_input_shape(model: Any, imgsz: tuple[int, int], batch: int | None) -> N
     dims[2].dim_value, dims[3].dim_value = imgsz
 
 
-def _append_deepstream_decode(model: Any, num_classes: int) -> None:
+def append_deepstream_decode(model: Any, num_classes: int) -> None:
     """Raw ``[B, 4+K, N]`` -> ``output`` ``[B, N, 6]``; input renamed to ``input``."""
     from onnx import TensorProto, helper, numpy_helper
 
