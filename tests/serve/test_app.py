@@ -5,6 +5,7 @@ Starlette's ``TestClient`` is not used: with httpx it raises a deprecation warni
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -140,6 +141,19 @@ def test_probes_model_info_metrics_and_404(client: httpx.Client) -> None:
     assert next(s.value for s in families["detforge_model_ready"].samples) == 1.0
 
 
+@pytest.fixture(scope="module")
+def keyed_client() -> Iterator[httpx.Client]:
+    os.environ["TEST_SERVE_KEY"] = KEY
+    try:
+        config = ServeConfig(model="fake", api_key_env="TEST_SERVE_KEY", warmup=False)
+        app = create_app(config, load=lambda: fake_model(FakeBackend.echo()))
+    finally:
+        del os.environ["TEST_SERVE_KEY"]
+    with running_server(app) as url, httpx.Client(base_url=url) as c:
+        _wait_ready(c)
+        yield c
+
+
 @pytest.mark.parametrize(("headers", "status"), [
     ({}, 401),
     ({"Authorization": "Bearer wrong"}, 401),
@@ -147,19 +161,15 @@ def test_probes_model_info_metrics_and_404(client: httpx.Client) -> None:
     ({"Authorization": f"Bearer {KEY}"}, 200),
     ({"X-API-Key": KEY}, 200),
 ], ids=["none", "bearer-wrong", "header-wrong", "bearer-ok", "header-ok"])
-def test_api_key(monkeypatch: pytest.MonkeyPatch, headers: dict[str, str], status: int) -> None:
-    monkeypatch.setenv("TEST_SERVE_KEY", KEY)
-    config = ServeConfig(model="fake", api_key_env="TEST_SERVE_KEY", warmup=False)
-    app = create_app(config, load=lambda: fake_model(FakeBackend.echo()))
-    with running_server(app) as url, httpx.Client(base_url=url) as c:
-        _wait_ready(c)
-        resp = c.post("/v1/detect", files=_files([solid_image(16, 16, 200)]), headers=headers)
-        assert resp.status_code == status, resp.text
-        assert c.get("/v1/model", headers=headers).status_code == status
-        assert c.get("/health").status_code == 200  # probes stay open
-        if status == 401:
-            assert "API key" in resp.json()["detail"]
-            assert resp.headers["www-authenticate"] == "Bearer"
+def test_api_key(keyed_client: httpx.Client, headers: dict[str, str], status: int) -> None:
+    c = keyed_client
+    resp = c.post("/v1/detect", files=_files([solid_image(16, 16, 200)]), headers=headers)
+    assert resp.status_code == status, resp.text
+    assert c.get("/v1/model", headers=headers).status_code == status
+    assert c.get("/health").status_code == 200  # probes stay open
+    if status == 401:
+        assert "API key" in resp.json()["detail"]
+        assert resp.headers["www-authenticate"] == "Bearer"
 
 
 def test_ready_is_503_until_loaded_then_failure_is_reported() -> None:

@@ -1,0 +1,137 @@
+"""Through real HTTP: batching across concurrent requests, overload, and the CLI process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from detforge.cli import app as cli_app
+from detforge.serve import ServeConfig, create_app
+from detforge.testing import FakeBackend, fake_model, solid_image
+
+from .conftest import encode, running_server
+from .test_batcher import Gate
+
+
+def _post(url: str, value: int) -> httpx.Response:
+    files = [("images", (f"{value}.png", encode(solid_image(64, 64, value)), "image/png"))]
+    return httpx.post(f"{url}/v1/detect", files=files, timeout=30)
+
+
+def _metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise KeyError(name)
+
+
+def test_concurrent_requests_are_batched() -> None:
+    backend = FakeBackend.echo(delay=0.05)
+    config = ServeConfig(model="fake", max_batch=8, max_wait_ms=100, warmup=False)
+    app = create_app(config, load=lambda: fake_model(backend))
+    n = 8
+    with running_server(app) as url:
+        with ThreadPoolExecutor(n) as pool:
+            responses = list(pool.map(lambda v: _post(url, v), [20 + 25 * i for i in range(n)]))
+        batches = _metric(url, "detforge_batch_size_count")
+        images = _metric(url, "detforge_images_total")
+    assert [r.status_code for r in responses] == [200] * n
+    for i, r in enumerate(responses):
+        assert r.json()["results"][0]["detections"][0]["score"] == pytest.approx(
+            (20 + 25 * i) / 255, abs=1e-3)
+    assert sum(backend.batch_sizes) == n and len(backend.batch_sizes) < n
+    assert batches == len(backend.batch_sizes) and images == n
+
+
+def test_overload_answers_503_with_retry_after() -> None:
+    gate = Gate()
+    config = ServeConfig(model="fake", max_batch=1, max_wait_ms=0, max_queue=1, max_images=1)
+    app = create_app(config, load=lambda: fake_model(FakeBackend(gate)))
+    with running_server(app) as url, ThreadPoolExecutor(2) as pool:
+        httpx.get(f"{url}/ready")
+        while httpx.get(f"{url}/ready").status_code != 200:
+            time.sleep(0.02)
+        gate.armed = True
+        first = pool.submit(_post, url, 50)
+        assert gate.entered.wait(10)
+        second = pool.submit(_post, url, 100)
+        deadline = time.monotonic() + 10
+        while _metric(url, "detforge_queue_depth") < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        refused = _post(url, 150)
+        gate.open.set()
+        assert first.result().status_code == 200 and second.result().status_code == 200
+    assert refused.status_code == 503 and refused.json()["error"] == "overloaded"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "--max-queue" in refused.json()["detail"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_cli_serves_until_sigterm(tiny_onnx: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    cmd = [sys.executable, "-c", "from detforge.cli import main; main()", "serve",
+           str(tiny_onnx.parent), "--port", str(port), "--device", "cpu", "--threads", "1"]
+    env = {**os.environ, "DETFORGE_API_KEY": ""}
+    log = (tmp_path / "serve.log").open("w+")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"server did not get ready:\n{log.read()}")
+            time.sleep(0.1)
+        assert httpx.get(f"{url}/health").status_code == 200
+        resp = _post(url, 180)
+        assert resp.status_code == 200 and resp.json()["model"] == "tiny.onnx"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert rc in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal once shut down
+    assert "model ready" in output and "Application shutdown complete" in output
+
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["{missing}"], "ConfigError: "),
+    (["{model}", "--max-batch", "0"], "ConfigError: --max-batch: Input should be greater"),
+    (["{model}", "--max-images", "100"], "max_images (100) is larger than max_queue (64)"),
+    (["{model}", "--log-level", "loud"], "ConfigError: --log-level"),
+    (["{model}", "--imgsz", "x"], "ConfigError: --imgsz 'x'"),
+], ids=["missing-model", "max-batch", "images-over-queue", "log-level", "imgsz"])
+def test_cli_rejects_bad_options_before_serving(tiny_onnx: Path, tmp_path: Path,
+                                                args: list[str], message: str) -> None:
+    args = [a.format(missing=tmp_path / "none.onnx", model=tiny_onnx) for a in args]
+    result = runner.invoke(cli_app, ["serve", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
