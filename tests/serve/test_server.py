@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -135,3 +136,21 @@ def test_cli_rejects_bad_options_before_serving(tiny_onnx: Path, tmp_path: Path,
     result = runner.invoke(cli_app, ["serve", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_shutdown_finishes_requests_in_flight() -> None:
+    gate = Gate()
+    backend = FakeBackend(gate)
+    config = ServeConfig(model="fake", max_batch=2, max_wait_ms=0)
+    app = create_app(config, load=lambda: fake_model(backend))
+    with ThreadPoolExecutor(1) as pool:
+        with running_server(app) as url:
+            while httpx.get(f"{url}/ready").status_code != 200:
+                time.sleep(0.02)
+            gate.armed = True
+            pending = pool.submit(_post, url, 120)
+            assert gate.entered.wait(10)
+            threading.Timer(0.3, gate.open.set).start()
+        # the server has stopped: the request it held was answered first
+        assert pending.result(10).status_code == 200
+    assert backend.closed

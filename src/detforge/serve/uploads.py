@@ -102,7 +102,7 @@ def parse_multipart(body: bytes, content_type: str, *, max_file_bytes: int,
             if sep:
                 headers[key.strip()] = value.strip()
         data_start = head_end + 4
-        end = body.find(b"\r\n" + delim, data_start)
+        end = _next_delimiter(body, b"\r\n" + delim, data_start)
         if end < 0:
             raise UploadError(400, "bad_request", "malformed multipart body: the last part "
                               "has no closing boundary (truncated upload?)")
@@ -115,6 +115,18 @@ def parse_multipart(body: bytes, content_type: str, *, max_file_bytes: int,
         raise UploadError(400, "no_images", f"no files in the multipart body; send them in "
                           f"the field {IMAGE_FIELD!r}")
     return uploads
+
+
+def _next_delimiter(body: bytes, marker: bytes, start: int) -> int:
+    """Index of the next ``CRLF--boundary`` that is followed by CRLF or ``--`` (RFC 2046)."""
+    while True:
+        end = body.find(marker, start)
+        if end < 0:
+            return end
+        after = body[end + len(marker):end + len(marker) + 2]
+        if after in (b"\r\n", b"--"):
+            return end
+        start = end + 1
 
 
 def _upload(headers: Message, data: bytes, index: int, max_file_bytes: int) -> Upload:
