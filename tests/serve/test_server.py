@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
@@ -154,3 +155,27 @@ def test_shutdown_finishes_requests_in_flight() -> None:
         # the server has stopped: the request it held was answered first
         assert pending.result(10).status_code == 200
     assert backend.closed
+
+
+def test_serves_a_bundle_target_folder_like_its_reference(tiny_onnx: Path,
+                                                          tmp_path: Path) -> None:
+    from detforge.deploy.bundle import bundle_model
+    from detforge.deploy.reference import load_reference
+
+    bundle_model(tiny_onnx, targets=["t4"], out=tmp_path, reference_images=2)
+    folder = tmp_path / "t4"
+    images, expected, thresholds = load_reference(folder / "reference")
+    config = ServeConfig(model=str(folder), device="cpu", threads=1,
+                         conf=thresholds["conf"], iou=thresholds["iou"])
+    with running_server(create_app(config)) as url:
+        while httpx.get(f"{url}/ready").status_code != 200:
+            time.sleep(0.02)
+        files = [("images", (p.name, p.read_bytes(), "image/png")) for p in images]
+        body = httpx.post(f"{url}/v1/detect", files=files, timeout=30).json()
+    assert body["model"] == "model.onnx"
+    for result, ref in zip(body["results"], expected, strict=True):
+        got = result["detections"]
+        assert len(got) == len(ref) > 0
+        np.testing.assert_allclose([d["xyxy"] for d in got], ref.xyxy, atol=0.02)
+        np.testing.assert_allclose([d["score"] for d in got], ref.scores, atol=1e-4)
+        assert [d["class_id"] for d in got] == ref.class_ids.tolist()
