@@ -12,7 +12,8 @@ def demo(out: Annotated[Path, typer.Option(help="Output folder (re-runs reuse st
          = Path("demo_out"),
          images: Annotated[int, typer.Option(help="Synthetic images.")] = 240,
          epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12) -> None:
-    """Run synth -> validate -> split -> train -> evaluate -> export -> INT8 -> engine plan.
+    """Run the whole chain: synth, validate, split, train, evaluate, export, INT8, benchmark,
+    deployment bundle, predict with tracking on a video; then a summary and an index page.
 
     Example: detforge demo --out demo_out
     """
@@ -21,10 +22,18 @@ def demo(out: Annotated[Path, typer.Option(help="Output folder (re-runs reuse st
     summary = run_demo(DemoConfig(out=out, images=images, epochs=epochs), echo=typer.echo)
     typer.echo("\nsummary")
     for key, value in summary["figures"].items():
-        typer.echo(f"  {key:22s} {value}")
-    for key in ("dataset", "run", "pt", "onnx", "int8_onnx", "engine_script"):
+        typer.echo(f"  {key:22s} {_short(value)}")
+    for row in summary.get("benchmark_rows") or []:
+        typer.echo(f"  benchmark  {row['model']:18s} batch {row['batch']:<3} "
+                   f"{row['model_only_ips']:7.1f} img/s model-only  "
+                   f"{row['end_to_end_ips']:7.1f} img/s end-to-end")
+    for key in ("dataset", "run", "pt", "onnx", "int8_onnx", "bundle", "engine_script", "tracks"):
         typer.echo(f"  {key:22s} {summary[key]}")
     typer.echo(f"\nreport: {summary['report']}")
+
+
+def _short(value: object) -> object:
+    return f"{value:.4g}" if isinstance(value, float) else value
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,6 @@
 """``detforge demo``: synth -> validate -> split -> stats -> train -> evaluate -> export ->
-INT8 -> benchmark -> predict on a video -> summary and an index page.
+INT8 -> benchmark -> deployment bundle (verified) -> predict with tracking on a video ->
+summary and an index page.
 
 Every step records its outputs in ``<out>/steps.json`` when it finishes; re-running the
 demo with the same ``--out`` reuses finished steps (delete the file, or a step's entry,
@@ -124,13 +125,36 @@ def _quantize(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
             "fidelity_report": str(out.parent / "fidelity.html")}
 
 
-def _trt_bundle_plan(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
-    from detforge.deploy.targets import get_target
-    from detforge.export.engine import build_or_script
+def _benchmark(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from detforge.bench.api import benchmark
+    from detforge.data.formats import read_dataset
 
-    res = build_or_script(Path(state["int8_onnx"]), get_target("orin-nano"), "int8",
-                          batch="1", script_only=True)
-    return {"engine_script": str(res.script), "engine_command": " ".join(res.command)}
+    ds = read_dataset(state["dataset"])
+    val = [ds.image_path(i) for i in range(ds.num_images) if ds.images.split[i] == "val"]
+    listing = cfg.out / "reports" / "benchmark_images.txt"
+    atomic_write_text(listing, "".join(f"{p}\n" for p in val))
+    out = cfg.out / "reports" / "benchmark.json"
+    report = benchmark([Path(state["onnx"]), Path(state["int8_onnx"])], source=listing,
+                       json_out=out, batches=(1, 8), device="cpu", repeats=2, seconds=0.5,
+                       progress=False)  # mAP of both models: the quantize step measured it
+    rows = [{"model": r.model, "batch": r.batch, "model_only_ips": round(r.model_only_ips, 1),
+             "end_to_end_ips": round(r.end_to_end_ips, 1)}
+            for r in report.result.rows]
+    return {"benchmark": str(out), "benchmark_rows": rows}
+
+
+def _bundle(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from detforge.deploy.bundle import bundle_model
+    from detforge.deploy.verify import verify_bundle
+
+    out = cfg.out / "bundle"
+    result = bundle_model(Path(state["onnx"]), targets=["orin-nano", "t4"], out=out,
+                          data=Path(state["dataset"]), calib_images=32)
+    first = result.bundles[0]
+    report = verify_bundle(first.folder, speed_seconds=0.5)
+    return {"bundle": str(out), "engine_script": str(first.folder / "build_engine.sh"),
+            "bundle_targets": {b.target: b.precision for b in result.bundles},
+            "verify_passed": report.passed, "verify_target": first.target}
 
 
 def _write_video(path: Path, frame: Any, frames: int) -> None:
@@ -177,7 +201,7 @@ def _track(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
 STEPS: list[tuple[str, Step]] = [
     ("synth", _synth), ("validate", _validate), ("split", _split), ("stats", _stats),
     ("train", _train), ("export", _export), ("evaluate", _evaluate),
-    ("quantize", _quantize), ("engine_plan", _trt_bundle_plan), ("track", _track),
+    ("quantize", _quantize), ("benchmark", _benchmark), ("bundle", _bundle), ("track", _track),
 ]
 
 
@@ -216,13 +240,15 @@ def run_demo(cfg: DemoConfig, *, echo: Callable[[str], None] = print) -> dict[st
 
 def _summary(cfg: DemoConfig, state: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
     keys = ("dataset", "dataset_version", "run", "pt", "onnx", "int8_onnx", "engine_script",
-            "stats_report", "evaluation_report", "fidelity_report", "validation", "video",
-            "tracks")
+            "stats_report", "evaluation_report", "fidelity_report", "validation", "benchmark",
+            "video", "tracks")
     figures = ("images", "boxes", "findings", "map50_95", "map50", "map50_95_pt",
                "map50_95_onnx", "map50_95_int8", "parity_max_abs_diff", "fp32_ips",
-               "int8_ips", "int8_speedup", "video_frames", "track_ids", "predict_ips")
+               "int8_ips", "int8_speedup", "bundle_targets", "verify_passed", "video_frames",
+               "track_ids", "predict_ips")
     out: dict[str, Any] = {k: state.get(k) for k in keys}
     out["bundle"] = state.get("bundle")
+    out["benchmark_rows"] = state.get("benchmark_rows")
     out["report"] = str(cfg.out / "index.html")
     out["figures"] = {k: state.get(k) for k in figures}
     out["seconds"] = {k: round(v["seconds"], 1) for k, v in done.items()}
@@ -234,13 +260,20 @@ def _index(summary: dict[str, Any]) -> str:
 
     links = "".join(
         f"<li><a href='{html.escape(str(Path(v).resolve().as_uri()))}'>{html.escape(k)}</a></li>"
-        for k, v in summary.items() if isinstance(v, str) and k.endswith(("report", "validation")))
+        for k, v in summary.items()
+        if isinstance(v, str) and k != "report"
+        and k.endswith(("report", "validation", "benchmark", "tracks", "bundle", "video")))
     figures = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
                       for k, v in summary["figures"].items())
     steps = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>"
                     for k, v in summary["seconds"].items())
+    rows = summary.get("benchmark_rows") or []
+    bench = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in r) + "</tr>"
+                    for r in rows)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in (rows[0] if rows else {}))
     return ("<!doctype html><meta charset='utf-8'><title>detforge demo</title>"
             "<style>body{font-family:sans-serif}td{padding:3px 10px;border:1px solid #ddd}"
             "table{border-collapse:collapse}</style><h1>detforge demo</h1>"
             f"<h2>Reports</h2><ul>{links}</ul><h2>Figures</h2><table>{figures}</table>"
+            f"<h2>Benchmark (CPU)</h2><table><tr>{head}</tr>{bench}</table>"
             f"<h2>Steps (seconds)</h2><table>{steps}</table>")
