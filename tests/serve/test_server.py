@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from detforge.cli import app as cli_app
 from detforge.serve import ServeConfig, create_app
-from detforge.testing import FakeBackend, fake_model, solid_image
+from detforge.testing import FakeBackend, fake_model, random_image, solid_image
 
 from .conftest import encode, running_server
 from .test_batcher import Gate
@@ -179,3 +179,32 @@ def test_serves_a_bundle_target_folder_like_its_reference(tiny_onnx: Path,
         np.testing.assert_allclose([d["xyxy"] for d in got], ref.xyxy, atol=0.02)
         np.testing.assert_allclose([d["score"] for d in got], ref.scores, atol=1e-4)
         assert [d["class_id"] for d in got] == ref.class_ids.tolist()
+
+
+def test_bodies_in_progress_are_bounded() -> None:
+    config = ServeConfig(model="fake", max_queue=1, max_images=1, max_image_mb=0.01,
+                         warmup=False)  # body budget: 1 x (10 KiB + 16 KiB) = 26624 bytes
+    app = create_app(config, load=lambda: fake_model(FakeBackend.echo()))
+    noisy = encode(random_image(40, 40, seed=1, shapes=0))
+    assert 4000 < len(noisy) < 10_000
+    headers = {"content-type": "image/png"}
+    with running_server(app) as url:
+        while httpx.get(f"{url}/ready").status_code != 200:
+            time.sleep(0.02)
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as slow:  # declares 26000, sends 10
+            slow.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/"
+                         b"form-data; boundary=b\r\nContent-Length: 26000\r\n\r\n--b\r\n012345")
+            deadline = time.monotonic() + 10
+            refused = httpx.post(f"{url}/v1/detect", content=noisy, headers=headers)
+            while refused.status_code == 200 and time.monotonic() < deadline:
+                time.sleep(0.02)  # the slow request has not reached the endpoint yet
+                refused = httpx.post(f"{url}/v1/detect", content=noisy, headers=headers)
+        deadline = time.monotonic() + 10
+        after = httpx.post(f"{url}/v1/detect", content=noisy, headers=headers)
+        while after.status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the server notices the closed connection
+            after = httpx.post(f"{url}/v1/detect", content=noisy, headers=headers)
+    assert refused.status_code == 503 and "request bodies in progress" in refused.text
+    assert refused.headers["retry-after"] == "1"
+    assert after.status_code == 200

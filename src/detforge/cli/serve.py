@@ -32,7 +32,8 @@ def serve_command(
 ) -> None:
     """Serve a detector over HTTP: POST /v1/detect, GET /health, /ready, /metrics, /v1/model.
 
-    Example: detforge serve model.onnx --port 8000 && curl -F images=@a.jpg localhost:8000/v1/detect
+    Example: detforge serve model.onnx --port 8000
+    (then: curl -F images=@a.jpg localhost:8000/v1/detect)
     """
     from detforge.runtime.predict import parse_imgsz
     from detforge.serve import ServeConfig, serve

@@ -60,12 +60,45 @@ class ApiError(Exception):
 
 
 @dataclass(eq=False)
+class _BodyBudget:
+    """Bytes of request bodies held at once, across requests (one event loop: no lock)."""
+
+    limit: int
+    used: int = 0
+
+
+@dataclass(eq=False)
+class _Hold:
+    """One request's share of the :class:`_BodyBudget`; released when the request ends."""
+
+    budget: _BodyBudget
+    held: int = 0
+
+    def grow_to(self, size: int) -> None:
+        extra = size - self.held
+        if extra <= 0:
+            return
+        b = self.budget
+        if b.used + extra > b.limit:
+            raise ApiError(503, "overloaded", f"request bodies in progress hold "
+                           f"{b.used / 2**20:.3g} MiB of the {b.limit / 2**20:.3g} MiB budget "
+                           f"(--max-queue x --max-image-mb); retry later", {"Retry-After": "1"})
+        b.used += extra
+        self.held = size
+
+    def release(self) -> None:
+        self.budget.used -= self.held
+        self.held = 0
+
+
+@dataclass(eq=False)
 class _State:
     config: ServeConfig
     batcher: Batcher
     metrics: ServeMetrics
     api_key: str | None
     model_name: str
+    bodies: _BodyBudget
 
 
 def create_app(config: ServeConfig, *, load: Callable[[], Model] | None = None,
@@ -112,7 +145,8 @@ def create_app(config: ServeConfig, *, load: Callable[[], Model] | None = None,
     metrics = ServeMetrics(queue_depth=lambda: batcher.queue_depth,
                            ready=lambda: batcher.ready, queue_capacity=config.max_queue)
     metrics_box.append(metrics)
-    state = _State(config, batcher, metrics, config.api_key(), name)
+    state = _State(config, batcher, metrics, config.api_key(), name,
+                   _BodyBudget(config.max_queue * (config.max_image_bytes + 16 * 1024)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -264,7 +298,18 @@ async def detect(
                        f"the server's limit {cfg.max_det} (--max-det)")
     if not state.batcher.ready:
         raise _not_ready(None, state)
-    uploads = await _read_uploads(request, cfg, filename)
+    hold = _Hold(state.bodies)
+    try:
+        return await _detect(request, state, hold, conf, iou, max_det, filename, start)
+    finally:
+        hold.release()
+
+
+async def _detect(request: Request, state: _State, hold: _Hold, conf: float | None,
+                  iou: float | None, max_det: int | None, filename: str | None,
+                  start: float) -> Response:
+    cfg = state.config
+    uploads = await _read_uploads(request, cfg, filename, hold)
     batcher = state.batcher
     model = batcher.model
     try:
@@ -296,8 +341,8 @@ async def detect(
                          "latency_ms": round((time.perf_counter() - start) * 1000, 2)})
 
 
-async def _read_uploads(request: Request, cfg: ServeConfig,
-                        filename: str | None) -> list[Upload]:
+async def _read_uploads(request: Request, cfg: ServeConfig, filename: str | None,
+                        hold: _Hold) -> list[Upload]:
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
     if media == "multipart/form-data":
@@ -311,13 +356,16 @@ async def _read_uploads(request: Request, cfg: ServeConfig,
     over = ApiError(413, "request_too_large", f"request body over {limit / 2**20:.3g} MiB "
                     f"(--max-images x --max-image-mb); send fewer or smaller images")
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise over
+    if length.isdigit():
+        if int(length) > limit:
+            raise over
+        hold.grow_to(int(length))
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
             raise over
+        hold.grow_to(len(body))
     try:
         if media == "multipart/form-data":
             return parse_multipart(bytes(body), content_type, max_file_bytes=cfg.max_image_bytes,
