@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from detforge.cli import app
@@ -63,4 +65,8 @@ def test_size_sweep_prints_comparison_table(tmp_path: Path) -> None:
         assert column in header
     row = next(line for line in result.stdout.splitlines() if line.startswith("n "))
     assert "yolov8n.yaml" in row and str(tmp_path / "runs" / "sweep-n" / "v1") in row
-    assert (tmp_path / "runs" / "sweep-n" / "v1" / "weights" / "best.pt").is_file()
+    run_dir = tmp_path / "runs" / "sweep-n" / "v1"
+    assert (run_dir / "weights" / "best.pt").is_file()
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())  # --overfit 4 applied
+    assert saved["augment"]["mosaic"] == 0 and saved["optim"]["nbs"] == 4
+    assert json.loads((run_dir / "run.json").read_text())["dataset"]["val_source"] == "overfit"

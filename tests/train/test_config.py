@@ -14,6 +14,8 @@ from detforge.train.config import (
     load_preset,
     load_train_config,
     model_for_size,
+    overfit_config,
+    overfit_done,
     parse_imgsz,
     parse_sizes,
 )
@@ -150,3 +152,23 @@ def test_model_for_size(model: str, size: str, expect: str | None) -> None:
             model_for_size(model, size)
     else:
         assert model_for_size(model, size) == expect
+
+
+def test_overfit_config_turns_augmentation_off_and_steps_every_batch() -> None:
+    cfg = load_train_config(overrides=["overfit=2", "batch=2", "val=false"])
+    fitted = overfit_config(cfg)
+    assert fitted.augment.mosaic == fitted.augment.fliplr == fitted.augment.scale == 0
+    assert fitted.augment.close_mosaic == 0 and fitted.val
+    assert fitted.optim.nbs == 2 and fitted.optim.lr0 == cfg.optim.lr0
+    plain = load_train_config()
+    assert overfit_config(plain) is plain
+
+
+@pytest.mark.parametrize(
+    ("overfit", "metrics", "done"),
+    [(2, {"mAP50": 0.995}, True), (2, {"mAP50": 0.9}, False), (2, {}, False),
+     (0, {"mAP50": 1.0}, False)],
+    ids=["memorised", "not-yet", "no-metric", "normal-run"],
+)
+def test_overfit_done(overfit: int, metrics: dict[str, float], done: bool) -> None:
+    assert overfit_done(TrainConfig(overfit=overfit), metrics) is done

@@ -26,9 +26,9 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, field
 from detforge.core.config import StrictModel, apply_overrides, load_config
 from detforge.core.errors import ConfigError
 
-__all__ = ["PRESETS", "AugmentConfig", "OptimConfig", "TrackingConfig", "TrainConfig",
-           "config_to_yaml", "load_preset", "load_train_config", "model_for_size", "parse_imgsz",
-           "parse_sizes"]
+__all__ = ["OVERFIT_STOP_MAP50", "PRESETS", "AugmentConfig", "OptimConfig", "TrackingConfig",
+           "TrainConfig", "config_to_yaml", "load_preset", "load_train_config", "model_for_size",
+           "overfit_config", "overfit_done", "parse_imgsz", "parse_sizes"]
 
 PRESETS = ("industrial", "ppe", "traffic", "wildlife")
 """Names of the domain presets shipped in ``detforge/train/presets/``."""
@@ -110,7 +110,8 @@ class TrainConfig(StrictModel):
     """CPU threads for torch; None: every core this process may use."""
     cache: bool = False
     overfit: NonNegativeInt = 0
-    """Train on this many images with train = val (a sanity check); 0 disables."""
+    """Train on this many images with train = val, augmentation off, until they are
+    memorised (a sanity check, see :func:`overfit_config`); 0 disables."""
     val: bool = True
     plots: bool = True
     name: str = "train"
@@ -154,6 +155,52 @@ class TrainConfig(StrictModel):
     def on_gpu(self) -> bool:
         """True when ``device`` names CUDA devices."""
         return self.device != "cpu"
+
+
+OVERFIT_STOP_MAP50 = 0.99
+"""An ``--overfit`` run stops once its mAP50 on the images it trains on reaches this."""
+
+_NO_AUGMENT = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "degrees": 0.0, "translate": 0.0,
+               "scale": 0.0, "fliplr": 0.0, "flipud": 0.0, "mosaic": 0.0, "mixup": 0.0,
+               "close_mosaic": 0}
+
+
+def overfit_config(config: TrainConfig) -> TrainConfig:
+    """The config an ``overfit`` run trains with (``config`` itself when overfit is 0).
+
+    Memorising N images is the quickest check that data, labels and the training loop
+    fit together: augmentation is turned off (the network sees exactly the images it is
+    scored on), the optimiser steps after every batch (a nominal batch ``optim.nbs`` of 64
+    would step once per 32 epochs on 2 images) and validation runs every epoch, so the run
+    can stop as soon as its mAP50 on those images reaches :data:`OVERFIT_STOP_MAP50`;
+    ``epochs`` is the cap.
+
+    Args:
+        config: A resolved config.
+
+    Returns:
+        The config to train and save.
+
+    Example:
+        >>> overfit_config(TrainConfig(overfit=4)).augment.mosaic
+        0.0
+    """
+    if not config.overfit:
+        return config
+    optim = config.optim.model_copy(update={"nbs": min(config.optim.nbs, config.batch)})
+    return config.model_copy(update={"augment": AugmentConfig(**_NO_AUGMENT), "val": True,
+                                     "optim": optim})
+
+
+def overfit_done(config: TrainConfig, metrics: Mapping[str, float]) -> bool:
+    """True when an ``overfit`` run has memorised its images (mAP50 on them reached
+    :data:`OVERFIT_STOP_MAP50`); always False for a normal run.
+
+    Example:
+        >>> overfit_done(TrainConfig(overfit=2), {"mAP50": 0.995})
+        True
+    """
+    return bool(config.overfit) and metrics.get("mAP50", 0.0) >= OVERFIT_STOP_MAP50
 
 
 def model_for_size(model: str, size: str) -> str:

@@ -10,7 +10,12 @@ from typing import Any
 from detforge.core.atomic import atomic_write_text
 from detforge.core.errors import ConfigError
 from detforge.train.backends.base import BackendRun, TrainerBackend, get_backend
-from detforge.train.config import TrainConfig, config_to_yaml, load_train_config
+from detforge.train.config import (
+    TrainConfig,
+    config_to_yaml,
+    load_train_config,
+    overfit_config,
+)
 from detforge.train.dataset_prep import prepare_yolo_dataset
 from detforge.train.runs import (
     MetricsLog,
@@ -76,6 +81,7 @@ def _git() -> dict[str, Any]:
 
 def _start(config: TrainConfig) -> tuple[TrainConfig, Path, dict[str, Any]]:
     """New run: directory, config.yaml, dataset copy and the lineage record."""
+    config = overfit_config(config)
     if config.data is None:
         raise ConfigError("no dataset: pass --data PATH (or set data: in the config file)")
     run_dir = new_run_dir(config.out, config.name)

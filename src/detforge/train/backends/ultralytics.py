@@ -7,6 +7,8 @@ Mapping of :class:`~detforge.train.config.TrainConfig` onto Ultralytics argument
 * ``amp`` is only ever on with a GPU ``device``; on CPU Ultralytics trains in fp32.
 * ``optim.nbs`` is Ultralytics' nominal batch: gradients accumulate over
   ``round(nbs / batch)`` batches, so a small ``batch`` trains like a batch of ``nbs``.
+* ``overfit``: the epoch callback stops training once
+  :func:`~detforge.train.config.overfit_done` (mAP50 on the memorised images).
 * Warm-up (``optim.warmup_epochs``), EMA of the weights (always on in Ultralytics), early
   stop (``patience``) and a ``last.pt`` checkpoint after every epoch are Ultralytics'.
 * ``project``/``name`` are the run directory, so ``weights/``, ``results.csv`` and the
@@ -16,6 +18,7 @@ Mapping of :class:`~detforge.train.config.TrainConfig` onto Ultralytics argument
 from __future__ import annotations
 
 import importlib
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -23,11 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from detforge.core.errors import ConfigError
 from detforge.train.backends.base import BackendRun, EpochCallback, ModelInfo
+from detforge.train.config import overfit_done
 from detforge.train.offline import import_ultralytics
 from detforge.train.threads import configure_threads
 
 if TYPE_CHECKING:
     from detforge.train.config import TrainConfig
+
+LOGGER = logging.getLogger(__name__)
 
 __all__ = ["UltralyticsBackend", "metric_name"]
 
@@ -79,7 +85,12 @@ class UltralyticsBackend:
             images = len(trainer.train_loader.dataset)
             metrics["train_seconds"] = state["train_s"]
             metrics["train_images_per_s"] = images / max(state["train_s"], 1e-9)
-            on_epoch(trainer.epoch + 1, {metric_name(k): float(v) for k, v in metrics.items()})
+            named = {metric_name(k): float(v) for k, v in metrics.items()}
+            on_epoch(trainer.epoch + 1, named)
+            if overfit_done(config, named):
+                LOGGER.info("overfit: mAP50 %.3f on the %d training images; stopping",
+                            named["mAP50"], images)
+                trainer.stop = True  # the loop breaks right after this callback
 
         def train_end(trainer: Any) -> None:
             state["final"] = {metric_name(k): float(v) for k, v in (trainer.metrics or {}).items()}
