@@ -189,6 +189,17 @@ def _machine() -> dict[str, Any]:
             "onnxruntime": ort.__version__, "load_avg_start": os.getloadavg()}
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The result rows as the Markdown table of BENCHMARKS.md."""
+    lines = ["| imgsz | batch | model | img/s (median; min-max) | vs FP32 | mAP50-95 | drop (pts) "
+             "| mAP50 |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['imgsz']} | {r['batch']} | {r['model']} | {r['ips']:.1f} "
+                     f"({r['ips_min']:.1f}-{r['ips_max']:.1f}) | {r['vs_fp32']:.2f}x | "
+                     f"{r['map50_95']:.4f} | {r['map_drop_pts']:+.2f} | {r['map50']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--cache", type=Path, default=CACHE)
@@ -244,6 +255,7 @@ def main() -> None:
         print(f"{r['imgsz']:5d} {r['batch']:5d} {r['model']:<24} {r['ips']:8.1f} "
               f"{r['vs_fp32']:7.2f} {r['map50_95']:8.4f} {r['map_drop_pts']:8.2f} "
               f"{r['map50']:6.3f}")
+    print(markdown(result))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
 

@@ -111,6 +111,19 @@ def test_bad_arguments_exit_2(models: dict[str, Path], args: list[str], message:
     assert result.stderr.startswith("ConfigError: ") and message in result.stderr
 
 
+@train
+def test_int8_tensorrt_reads_the_input_in_float(models: dict[str, Path]) -> None:
+    """The symmetric flavour keeps the first conv float: a symmetric int8 input is 7-bit."""
+    import onnx
+
+    graph = onnx.load(str(models["int8"])).graph
+    inits = {i.name for i in graph.initializer}
+    readers = [n for n in graph.node if graph.input[0].name in n.input]
+    assert [n.op_type for n in readers] == ["Conv"]
+    assert readers[0].input[1] in inits  # float weights, not a DequantizeLinear output
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 50  # the rest is int8
+
+
 def _hop(before: float, after: float) -> Hop:
     return Hop("parity", "a.onnx", "b.onnx", 10, before, after, 0.9, 0.9, 1.0)
 

@@ -12,7 +12,11 @@ accurate:
 * the detection head's decode path stays float. It is found from the graph, not from
   node names: walking back from the outputs, every node up to and including the last
   convolutions. Quantising it makes box coordinates (0..640) and class scores (0..1) share
-  one int8 scale, which rounds every score to zero.
+  one int8 scale, which rounds every score to zero;
+* in the symmetric (TensorRT) flavour, the nodes that read the image input stay float too
+  (:func:`input_nodes`): a symmetric int8 scale spends half its codes on negative values
+  the 0..1 image never takes, and that 7-bit input cost 2.1 mAP50-95 points on a trained
+  YOLO11n, against +0.5 with the first convolution in float (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from detforge.core.atomic import atomic_write_bytes
 from detforge.core.errors import ConfigError, ExportError
 
 __all__ = ["CALIBRATION_METHODS", "QuantizeResult", "convert_fp16", "float_head_nodes",
-           "model_only_ips", "quantize_int8", "QUANT_FLAVOURS"]
+           "input_nodes", "model_only_ips", "quantize_int8", "QUANT_FLAVOURS"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -71,6 +75,12 @@ def float_head_nodes(model: Any) -> list[str]:
     return list(keep)
 
 
+def input_nodes(model: Any) -> list[str]:
+    """Names of the nodes that read a graph input directly (the first convolution)."""
+    inputs = {i.name for i in model.graph.input}
+    return [node.name for node in model.graph.node if inputs.intersection(node.input)]
+
+
 def _name_nodes(model: Any) -> None:
     for i, node in enumerate(model.graph.node):
         if not node.name:
@@ -94,7 +104,7 @@ QUANT_FLAVOURS = ("tensorrt", "cpu")
 def quantize_int8(onnx_path: str | Path, out: str | Path,
                   calibration: Sequence[NDArray[np.float32]], *, method: str = "minmax",
                   per_channel: bool = True, flavour: str = "tensorrt") -> QuantizeResult:
-    """Write a symmetric INT8 Q/DQ model, the head's decode path kept float.
+    """Write an INT8 Q/DQ model, the head's decode path (and, symmetric, the input) kept float.
 
     Args:
         onnx_path: Float ONNX model (detforge metadata is carried over).
@@ -127,6 +137,8 @@ def quantize_int8(onnx_path: str | Path, out: str | Path,
     model = onnx.load(str(onnx_path))
     _name_nodes(model)
     head = float_head_nodes(model)
+    if flavour == "tensorrt":
+        head += [n for n in input_nodes(model) if n not in head]
     props = list(model.metadata_props)
     input_name = model.graph.input[0].name
     # quant_pre_process and the calibrator write files in the CWD: keep them in a temp dir
