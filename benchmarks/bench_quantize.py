@@ -108,7 +108,8 @@ Records = list[dict[str, Any]]
 
 
 def make_models(cache: Path, pt: Path, data: Path, imgsz: int, *, methods: list[str],
-                calib_images: int, ultralytics: bool) -> tuple[dict[str, Path], Records]:
+                flavours: list[str], calib_images: int,
+                ultralytics: bool) -> tuple[dict[str, Path], Records]:
     """FP32 ONNX, detforge INT8 per flavour and method, and Ultralytics INT8 at ``imgsz``."""
     from detforge.export.api import quantize_model, summary
     from detforge.export.onnx_export import export_onnx
@@ -120,8 +121,8 @@ def make_models(cache: Path, pt: Path, data: Path, imgsz: int, *, methods: list[
     models = {"fp32": fp32}
     records = []
     for method in methods:
-        for flavour in ("cpu", "tensorrt"):
-            name = f"int8-{flavour}-{method}"
+        for flavour in flavours:
+            name = f"int8-{flavour}-{method}-{calib_images}"
             out, sidecar = folder / f"{name}.onnx", folder / f"{name}.json"
             if not (out.is_file() and sidecar.is_file()):
                 t0 = time.perf_counter()
@@ -213,7 +214,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--methods", nargs="+", default=["minmax"],
                         choices=["minmax", "entropy", "percentile"])
-    parser.add_argument("--calib-images", type=int, default=256)
+    parser.add_argument("--flavours", nargs="+", default=["cpu", "tensorrt"],
+                        choices=["cpu", "tensorrt"])
+    parser.add_argument("--calib-images", type=int, default=256,
+                        help="entropy/percentile keep every activation: use <= 64 at 320")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--no-ultralytics", action="store_true")
@@ -235,7 +239,7 @@ def main() -> None:
         (args.cache / "train.json").read_text()), "rows": [], "quantize": []}
     for imgsz in args.sizes:
         models, records = make_models(args.cache, pt, data, imgsz, methods=args.methods,
-                                      calib_images=args.calib_images,
+                                      flavours=args.flavours, calib_images=args.calib_images,
                                       ultralytics=not args.no_ultralytics)
         result["quantize"] += records
         maps = measure_map(models, data, imgsz)
@@ -249,10 +253,10 @@ def main() -> None:
                     "map_drop_pts": 100 * (maps["fp32"]["map50_95"] - maps[name]["map50_95"])})
     result["machine"]["load_avg_end"] = os.getloadavg()
     print(f"trained: {result['trained']['epochs']} epochs, {result['trained']['final_metrics']}")
-    print(f"{'imgsz':>5} {'batch':>5} {'model':<24} {'img/s':>8} {'vs fp32':>7} "
+    print(f"{'imgsz':>5} {'batch':>5} {'model':<28} {'img/s':>8} {'vs fp32':>7} "
           f"{'mAP50-95':>8} {'drop pts':>8} {'mAP50':>6}")
     for r in result["rows"]:
-        print(f"{r['imgsz']:5d} {r['batch']:5d} {r['model']:<24} {r['ips']:8.1f} "
+        print(f"{r['imgsz']:5d} {r['batch']:5d} {r['model']:<28} {r['ips']:8.1f} "
               f"{r['vs_fp32']:7.2f} {r['map50_95']:8.4f} {r['map_drop_pts']:8.2f} "
               f"{r['map50']:6.3f}")
     print(markdown(result))
