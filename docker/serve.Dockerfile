@@ -46,4 +46,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python3", "-c", "import os, sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('DETFORGE_PORT', '8000') + '/health', timeout=4).status == 200 else 1)"]
 ENTRYPOINT ["detforge"]
-CMD ["serve", "/models", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["serve", "/models", "--host", "0.0.0.0"]
