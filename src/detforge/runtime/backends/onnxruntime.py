@@ -50,7 +50,8 @@ class OrtBackend(BackendBase):
         path: The ``.onnx`` file.
         device: ``"auto"`` (GPU when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         threads: Intra-op threads; default: every usable core. Inter-op parallelism is off,
-            since detection graphs are sequential chains and a second pool only contends.
+            since detection graphs are sequential chains and a second pool only contends,
+            and idle threads sleep instead of spinning (they would starve decoding).
 
     Raises:
         MissingExtraError: onnxruntime is not installed.
@@ -77,6 +78,10 @@ class OrtBackend(BackendBase):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # Idle intra-op threads must sleep, not spin: spinning workers take the cores the
+        # pipeline's decode threads need (and any other job's). Measured on a shared 2-core
+        # CPU, YOLO11n 320: pipeline 9.9 -> 22.1 img/s, model-only 11.0 -> 23.4 img/s.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options: list[dict[str, Any]] = []
         device_id = device.partition(":")[2] or "0"
         for p in providers:

@@ -1,0 +1,20 @@
+"""ONNX Runtime backend session settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from detforge.runtime.backends.onnxruntime import OrtBackend
+from detforge.testing import tiny_onnx_model
+
+
+def test_idle_threads_do_not_spin(tmp_path: Path) -> None:
+    """Spinning intra-op threads starve the pipeline's decode threads on a small CPU."""
+    with OrtBackend(tiny_onnx_model(tmp_path / "m.onnx"), device="cpu", threads=2) as backend:
+        opts = backend.session.get_session_options()
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert opts.intra_op_num_threads == 2 and opts.inter_op_num_threads == 1
+        (out,) = backend.infer(np.zeros((2, 3, 64, 64), np.float32))
+        assert out.shape == (2, 6, 3)
