@@ -19,6 +19,8 @@ What it does, all in one process except the memory runs:
    machine hits all pairs alike. Every pair is warmed up first. Methods:
    - ``ort``: ONNX Runtime alone (default session options) on batches of 1 preprocessed
      beforehand (letterbox + /255 outside the timer): the ceiling the pipeline is held to;
+   - ``model_only``: detforge's own backend (``Model.infer``, the session the pipeline
+     uses: intra-op threads that sleep when idle) on the same preprocessed batches;
    - ``detforge``: ``run_pipeline`` end to end over a list file of the slice (decode,
      letterbox, infer, box decoding + NMS; ``--batch auto``, which is 1 on this CPU; no sink);
    - ``ultralytics``: ``YOLO(onnx).predict(files, stream=True)`` on the same files (FP32
@@ -136,6 +138,25 @@ class OrtRunner:
         return len(images), busy
 
 
+class DetforgeModelOnly:
+    """detforge's backend alone (``Model.infer``, the pipeline's own session) on the same
+    preprocessed batches of 1: the model-only figure ``detforge benchmark`` reports."""
+
+    def __init__(self, model_path: Path) -> None:
+        from detforge.runtime import load_model
+
+        self.path = model_path
+        self.model = load_model(model_path, device="cpu", conf=CONF)
+
+    def __call__(self, images: list[Path]) -> tuple[int, float]:
+        busy = 0.0
+        for x in _preprocessed(self.path, images):  # outside the timer
+            t0 = time.perf_counter()
+            self.model.infer(x)
+            busy += time.perf_counter() - t0
+        return len(images), busy
+
+
 class DetforgeRunner:
     """detforge's pipeline end to end (``--batch auto``, no sink) over a list of files."""
 
@@ -220,6 +241,7 @@ def measure(models: dict[str, Path], images: list[Path], chunks: int,
     jobs: list[tuple[str, str, Callable[[list[Path]], tuple[int, float]]]] = []
     for name, path in models.items():
         jobs.append((name, "ort", OrtRunner(path)))
+        jobs.append((name, "model_only", DetforgeModelOnly(path)))
         jobs.append((name, "detforge", DetforgeRunner(path, work)))
         if name.startswith("fp32"):
             jobs.append((name, "ultralytics", UltralyticsRunner(path, read_onnx_meta(path).imgsz)))
@@ -239,9 +261,13 @@ def measure(models: dict[str, Path], images: list[Path], chunks: int,
     rows = []
     for name in models:
         ips = {k: totals[(name, k)][0] / totals[(name, k)][1]
-               for k in ("ort", "detforge", "ultralytics") if (name, k) in totals}
+               for k in ("ort", "model_only", "detforge", "ultralytics")
+               if (name, k) in totals}
         rows.append({"model": name, "ort_model_only_ips": round(ips["ort"], 2),
+                     "detforge_model_only_ips": round(ips["model_only"], 2),
                      "detforge_end_to_end_ips": round(ips["detforge"], 2),
+                     "detforge_e2e_vs_model_only": round(ips["detforge"] / ips["model_only"],
+                                                         3),
                      "ultralytics_predict_ips": round(ips["ultralytics"], 2)
                      if "ultralytics" in ips else None,
                      "detforge_vs_ort": round(ips["detforge"] / ips["ort"], 3),
@@ -256,15 +282,18 @@ def measure(models: dict[str, Path], images: list[Path], chunks: int,
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"\n{'model':<13} {'ORT model-only':>15} {'detforge e2e':>13} {'Ultralytics':>12} "
-          f"{'e2e/ORT':>8} {'e2e/UL':>7} {'e2e/sq640 ORT':>14}")
+    print(f"\n{'model':<13} {'ORT model-only':>15} {'df model-only':>14} {'detforge e2e':>13} "
+          f"{'Ultralytics':>12} {'e2e/ORT':>8} {'e2e/df-mo':>9} {'e2e/UL':>7} "
+          f"{'e2e/sq640 ORT':>14}")
     for r in rows:
         ul = r["ultralytics_predict_ips"]
         vs_ul = r["detforge_vs_ultralytics"]
         sq = r.get("detforge_vs_square_fp32_640_model_only")
         print(f"{r['model']:<13} {r['ort_model_only_ips']:>15.1f} "
+              f"{r['detforge_model_only_ips']:>14.1f} "
               f"{r['detforge_end_to_end_ips']:>13.1f} {'-' if ul is None else f'{ul:.1f}':>12} "
-              f"{r['detforge_vs_ort']:>8.2f} {'-' if vs_ul is None else f'{vs_ul:.2f}':>7} "
+              f"{r['detforge_vs_ort']:>8.2f} {r['detforge_e2e_vs_model_only']:>9.2f} "
+              f"{'-' if vs_ul is None else f'{vs_ul:.2f}':>7} "
               f"{'-' if sq is None else f'{sq:.2f}':>14}")
 
 
