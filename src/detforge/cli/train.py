@@ -23,7 +23,8 @@ def train_command(
     out: Annotated[Path | None, typer.Option(help="Runs root (default: runs).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue run NAME from last.pt.")]
     = False,
-    overfit: Annotated[int | None, typer.Option(help="Overfit N images (train = val).")] = None,
+    overfit: Annotated[int | None, typer.Option(
+        help="Sanity check: memorise N images (train = val, no augmentation).")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, 0 or 0,1 (DDP).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,

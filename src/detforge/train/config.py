@@ -193,8 +193,15 @@ def overfit_config(config: TrainConfig) -> TrainConfig:
 
 
 def overfit_done(config: TrainConfig, metrics: Mapping[str, float]) -> bool:
-    """True when an ``overfit`` run has memorised its images (mAP50 on them reached
-    :data:`OVERFIT_STOP_MAP50`); always False for a normal run.
+    """Whether an ``overfit`` run has memorised its images.
+
+    Args:
+        config: The run's config.
+        metrics: The epoch's validation metrics (on the training images in overfit mode).
+
+    Returns:
+        True when ``config.overfit`` is set and mAP50 reached :data:`OVERFIT_STOP_MAP50`;
+        always False for a normal run.
 
     Example:
         >>> overfit_done(TrainConfig(overfit=2), {"mAP50": 0.995})
