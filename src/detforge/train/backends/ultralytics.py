@@ -7,8 +7,9 @@ Mapping of :class:`~detforge.train.config.TrainConfig` onto Ultralytics argument
 * ``amp`` is only ever on with a GPU ``device``; on CPU Ultralytics trains in fp32.
 * ``optim.nbs`` is Ultralytics' nominal batch: gradients accumulate over
   ``round(nbs / batch)`` batches, so a small ``batch`` trains like a batch of ``nbs``.
-* ``overfit``: the epoch callback stops training once
-  :func:`~detforge.train.config.overfit_done` (mAP50 on the memorised images).
+* ``overfit``: BatchNorm running statistics follow the last few steps (momentum 0.5, not
+  0.03), so evaluation sees the network being trained; the epoch callback stops training
+  once :func:`~detforge.train.config.overfit_done` (mAP50 on the memorised images).
 * Warm-up (``optim.warmup_epochs``), EMA of the weights (always on in Ultralytics), early
   stop (``patience``) and a ``last.pt`` checkpoint after every epoch are Ultralytics'.
 * ``project``/``name`` are the run directory, so ``weights/``, ``results.csv`` and the
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from detforge.train.config import TrainConfig
 
 LOGGER = logging.getLogger(__name__)
+_OVERFIT_BN_MOMENTUM = 0.5
 
 __all__ = ["UltralyticsBackend", "metric_name"]
 
@@ -66,6 +68,19 @@ class UltralyticsBackend:
 
             torch.set_num_threads(threads)  # select_device ran just before this
 
+        def pretrain_end(trainer: Any) -> None:
+            if not config.overfit:
+                return
+            import torch
+
+            # BatchNorm running statistics average the activations of the weights of the
+            # last ~33 steps (momentum 0.03); a memorising run changes its weights so fast
+            # that the evaluation-mode network lags far behind (mAP 0 on 2 images whose
+            # training loss is near 0). Tracking the last few steps closes the gap.
+            for module in trainer.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.momentum = _OVERFIT_BN_MOMENTUM
+
         def epoch_start(trainer: Any) -> None:
             state["t0"] = time.perf_counter()
 
@@ -97,6 +112,7 @@ class UltralyticsBackend:
             state["epochs"] = trainer.epoch + 1
 
         model.add_callback("on_pretrain_routine_start", pretrain_start)
+        model.add_callback("on_pretrain_routine_end", pretrain_end)
         model.add_callback("on_train_epoch_start", epoch_start)
         model.add_callback("on_train_epoch_end", epoch_end)
         model.add_callback("on_fit_epoch_end", fit_epoch_end)
