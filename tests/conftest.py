@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,20 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bccd" / "BCCD"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Import Ultralytics the offline way once, before any test imports it directly.
+
+    Its import would otherwise patch ``PIL.Image.open`` (a pip install on undecodable
+    images) and probe the network, whichever test happens to import it first.
+    """
+    try:
+        from detforge.train.offline import import_ultralytics
+
+        import_ultralytics(Path(tempfile.gettempdir()) / "detforge-tests-ultralytics")
+    except ImportError:  # the train extra is absent: those tests skip
+        pass
 
 
 @pytest.fixture(scope="session")

@@ -64,3 +64,20 @@ def test_ultralytics_is_offline_and_uses_every_core(train_out: Path, keep_env: N
     assert utils.SETTINGS["sync"] is False and utils.SETTINGS["mlflow"] is False
     assert trainer.check_amp(torch.nn.Conv2d(3, 4, 1)) is False  # CPU: no AMP, no download
     assert (Path(utils.USER_CONFIG_DIR) / "Arial.ttf").is_file()
+
+
+def test_undecodable_image_raises_without_a_pip_install(train_out: Path, keep_env: None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ultralytics patches PIL.Image.open to pip-install pi-heif; the patch is undone."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    import_ultralytics(train_out / ".ultralytics")
+    checks = importlib.import_module("ultralytics.utils.checks")
+    calls: list[object] = []
+    monkeypatch.setattr(checks, "check_requirements", lambda *a, **k: calls.append(a))
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(b"not an image at all"))
+    assert calls == []
+    assert Image.open.__module__ == "PIL.Image"

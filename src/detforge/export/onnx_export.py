@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 import warnings
@@ -56,8 +55,7 @@ def _ultralytics() -> Any:
     except ImportError as exc:  # pragma: no cover - the train extra is absent
         raise MissingExtraError("export needs the train extra: pip install 'detforge[train]'") \
             from exc
-    home = Path(os.environ.get("DETFORGE_HOME", Path.home() / ".detforge")).expanduser()
-    return import_ultralytics(home / "ultralytics")
+    return import_ultralytics()
 
 
 def lineage_for(weights: Path) -> dict[str, Any]:

@@ -54,11 +54,16 @@ class ByteTracker:
                  low_thresh: float = 0.1, new_track_thresh: float = 0.25,
                  track_buffer: int = 30, match_thresh: float = 0.8) -> None:
         try:
-            from ultralytics.trackers.byte_tracker import BYTETracker
+            import importlib
+
+            from detforge.train.offline import import_ultralytics
+
+            import_ultralytics()
+            byte_tracker = importlib.import_module("ultralytics.trackers.byte_tracker")
         except ImportError as exc:
             raise MissingExtraError("--track needs Ultralytics' ByteTrack: pip install "
                                     "'detforge[train]'") from exc
-        self._cls: Any = BYTETracker
+        self._cls: Any = byte_tracker.BYTETracker
         self._args = SimpleNamespace(
             tracker_type="bytetrack", track_high_thresh=high_thresh, track_low_thresh=low_thresh,
             new_track_thresh=new_track_thresh,

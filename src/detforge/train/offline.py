@@ -19,6 +19,8 @@ integration callbacks (mlflow, comet, ...)    disabled in settings; detforge tra
                                               GPU the check runs only with local weights
 ``downloads.attempt_download_asset`` (model)  models are built from YAML or local ``.pt``
 ``data.utils.check_det_dataset`` (dataset)    the prepared dataset is complete on disk
+``utils.patches.image_open`` (pip install     ``PIL.Image.open`` restored to Pillow's own: an
+pi-heif on any file Pillow cannot identify)   undecodable image raises, as without Ultralytics
 ============================================  =============================================
 
 The environment must be set before ``ultralytics`` is imported (``USER_CONFIG_DIR`` and
@@ -37,7 +39,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["FONT_NAMES", "import_ultralytics", "offline_environment"]
+__all__ = ["FONT_NAMES", "default_config_dir", "import_ultralytics", "offline_environment"]
 
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
 """Font files Ultralytics plots look for in its config dir (and would otherwise download)."""
@@ -88,10 +90,20 @@ def _install_fonts(user_dir: Path) -> None:
             os.replace(tmp, target)
 
 
-def import_ultralytics(config_dir: str | Path) -> ModuleType:
+def default_config_dir() -> Path:
+    """Ultralytics config dir for work outside a training run: ``$DETFORGE_HOME/ultralytics``.
+
+    ``DETFORGE_HOME`` defaults to ``~/.detforge``.
+    """
+    home = Path(os.environ.get("DETFORGE_HOME", Path.home() / ".detforge")).expanduser()
+    return home / "ultralytics"
+
+
+def import_ultralytics(config_dir: str | Path | None = None) -> ModuleType:
     """Import Ultralytics offline and return the module.
 
-    Sets :func:`offline_environment` first. When Ultralytics is already imported (for
+    Sets :func:`offline_environment` first (in :func:`default_config_dir` when
+    ``config_dir`` is None). When Ultralytics is already imported (for
     example by an earlier run in this process with another config dir), fonts are installed
     in its existing config dir and the online flags are patched instead.
 
@@ -102,7 +114,7 @@ def import_ultralytics(config_dir: str | Path) -> ModuleType:
         The ``ultralytics`` module.
     """
     already = "ultralytics" in sys.modules
-    offline_environment(config_dir)
+    offline_environment(default_config_dir() if config_dir is None else config_dir)
     import importlib
 
     ultralytics = importlib.import_module("ultralytics")
@@ -115,7 +127,20 @@ def import_ultralytics(config_dir: str | Path) -> ModuleType:
             setattr(module, "ONLINE", False)  # noqa: B010
     ul_utils.SETTINGS.update(_DISABLED_SETTINGS)
     _patch_amp_check()
+    _restore_pil_open()
     return ultralytics
+
+
+def _restore_pil_open() -> None:
+    """Undo Ultralytics' ``PIL.Image.open`` patch, which pip-installs pi-heif on bad images."""
+    import importlib
+
+    from PIL import Image
+
+    patches: Any = importlib.import_module("ultralytics.utils.patches")
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is not original:
+        Image.open = original
 
 
 def _patch_amp_check() -> None:

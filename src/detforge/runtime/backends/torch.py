@@ -35,7 +35,10 @@ class TorchBackend(BackendBase):
                  ) -> None:
         try:
             import torch
-            from ultralytics import YOLO  # type: ignore[attr-defined]
+
+            from detforge.train.offline import import_ultralytics
+
+            YOLO = import_ultralytics().YOLO
         except ImportError as exc:
             raise MissingExtraError(".pt models need torch and Ultralytics: pip install "
                                     "'detforge[train]', or load the exported .onnx") from exc
