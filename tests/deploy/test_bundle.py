@@ -31,10 +31,12 @@ FILES = ("config_infer_primary.txt", "deepstream_app_config.txt", "labels.txt",
 
 
 def conv_model(path: Path, *, imgsz: tuple[int, int] = (64, 64), **meta: Any) -> Path:
-    """A raw-layout detector with two convolutions, so INT8 has something to quantise.
+    """A raw-layout detector with three convolutions, so INT8 has something to quantise.
 
     Three fixed boxes (cx, cy, w, h in input pixels); class scores are the sigmoid of a
-    conv -> relu -> conv -> global-average-pool branch, scaled per box.
+    conv -> relu -> conv -> relu -> conv -> global-average-pool branch, scaled per box. The
+    first conv (reads the input) and the last (head) stay float in the TensorRT flavour;
+    the middle one is quantised.
     """
     h, w = imgsz
     k = len(CLASSES)
@@ -43,6 +45,7 @@ def conv_model(path: Path, *, imgsz: tuple[int, int] = (64, 64), **meta: Any) ->
                       [w * 0.4, w * 0.3, w * 0.2], [h * 0.4, h * 0.5, h * 0.3]],
                      np.float32)[None]
     inits = [numpy_helper.from_array(rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 3, 3)).astype(np.float32), "wm"),
              numpy_helper.from_array(rng.normal(0, 0.5, (k, 8, 1, 1)).astype(np.float32), "w2"),
              numpy_helper.from_array(np.array([-1, k, 1], np.int64), "shape"),
              numpy_helper.from_array(np.array([[[1.0, 0.8, 0.6]]], np.float32), "per_box"),
@@ -50,7 +53,9 @@ def conv_model(path: Path, *, imgsz: tuple[int, int] = (64, 64), **meta: Any) ->
              numpy_helper.from_array(boxes, "boxes")]
     nodes = [helper.make_node("Conv", ["images", "w1"], ["c1"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2"], ["c2"]),
+             helper.make_node("Conv", ["r1", "wm"], ["cm"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["cm"], ["rm"]),
+             helper.make_node("Conv", ["rm", "w2"], ["c2"]),
              helper.make_node("GlobalAveragePool", ["c2"], ["pooled"]),
              helper.make_node("Sigmoid", ["pooled"], ["sig"]),
              helper.make_node("Reshape", ["sig", "shape"], ["sig3"]),
