@@ -10,8 +10,8 @@ import typer
 
 def demo(out: Annotated[Path, typer.Option(help="Output folder (re-runs reuse steps).")]
          = Path("demo_out"),
-         images: Annotated[int, typer.Option(help="Synthetic images.")] = 240,
-         epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12) -> None:
+         images: Annotated[int, typer.Option(help="Synthetic images.")] = 200,
+         epochs: Annotated[int, typer.Option(help="Training epochs.")] = 25) -> None:
     """Run the whole chain: synth, validate, split, train, evaluate, export, INT8, benchmark,
     deployment bundle, predict with tracking on a video; then a summary and an index page.
 
