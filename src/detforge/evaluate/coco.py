@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from detforge.core.detections import Detections
 from detforge.core.errors import DatasetError
+from detforge.core.jsonfile import parse_json
 from detforge.data.dataset import Dataset
 
 __all__ = ["CocoGroundTruth", "ResultColumns", "category_ids", "dataset_to_coco",
@@ -191,8 +192,7 @@ def load_json(path: str | Path, what: str) -> Any:
     """
     path = Path(path)
     try:
-        with path.open("rb") as fh:
-            return json.load(fh)
+        return parse_json(path.read_bytes())
     except FileNotFoundError as exc:
         raise DatasetError(f"{what} file not found; check the path", path=path) from exc
     except (OSError, UnicodeDecodeError) as exc:

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from detforge.core.atomic import atomic_write_json
 from detforge.core.classes import ClassMap
 from detforge.core.errors import DatasetError
+from detforge.core.jsonfile import parse_json
 from detforge.data.dataset import UNSET_SPLIT, BoxTable, Dataset, ImageTable
 from detforge.data.formats._common import (
     as_column,
@@ -83,8 +84,7 @@ def _image_dir(root: Path, json_dir: Path, raw: str, split: str) -> Path:
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            obj = json.load(fh)
+        obj = parse_json(path.read_bytes())
     except json.JSONDecodeError as exc:
         raise DatasetError(f"not valid JSON: {exc.msg} at line {exc.lineno} column "
                            f"{exc.colno}; fix the file or export it again", path=path,
