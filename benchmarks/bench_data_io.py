@@ -100,20 +100,25 @@ def run_detforge(json_path: Path, work: Path) -> dict[str, Any]:
     with _Timer() as t:
         yolo.write(ds, work / "yolo", copy_images=False)
     out["write_yolo_s"], out["write_yolo_cpu_s"] = t.wall, t.cpu
-    out["create_files_s"], out["create_files_cpu_s"] = _create_files_floor(work, ds.num_images)
+    out["create_files_s"], out["create_files_cpu_s"] = _create_files_floor(work,
+                                                                            work / "yolo")
     out["total_s"] = out["read_coco_s"] + (out["validate_s"] or 0) + out["write_yolo_s"]
     out["peak_rss_mb"] = _rss_mb()
     return out
 
 
-def _create_files_floor(work: Path, n: int) -> tuple[float, float]:
-    """Seconds to create ``n`` small files with bare syscalls: the floor of any label writer."""
+def _create_files_floor(work: Path, written: Path) -> tuple[float, float]:
+    """Seconds to create the label files the writer made, same folders and names, with bare
+    syscalls and a fixed payload: the floor of any label writer on this file system."""
+    labels = written / "labels"
+    names = sorted(str(p.relative_to(labels)) for p in labels.rglob("*.txt"))
     floor = work / "floor"
-    floor.mkdir()
+    for folder in sorted({str(Path(n).parent) for n in names}):
+        (floor / folder).mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     with _Timer() as t:
-        for i in range(n):
-            fd = os.open(floor / f"{i:012d}.txt", flags, 0o644)
+        for name in names:
+            fd = os.open(floor / name, flags, 0o644)
             os.write(fd, b"0 0.5 0.5 0.1 0.1\n")
             os.close(fd)
     return t.wall, t.cpu
