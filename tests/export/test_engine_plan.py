@@ -127,8 +127,11 @@ def test_lineage_reads_the_run_json_of_a_training_run(tmp_path: Path) -> None:
         "name": "ppe", "version": "v3", "dataset": {"version": "abc123", "classes": ["a"]},
         "mlflow": {"run_id": "f00d"}, "final_metrics": {"mAP50": 0.7}}))
     got = lineage_for(run / "weights" / "best.pt")
-    assert got == {"dataset_version": "abc123", "run_id": "f00d", "metrics": {"mAP50": 0.7}}
+    assert got == {"dataset_version": "abc123", "run_id": "f00d", "metrics": {"mAP50": 0.7},
+                   "classes": ("a",)}
     (run / "run.json").write_text(json.dumps({"name": "ppe", "version": "v3"}))
     assert lineage_for(run / "weights" / "best.pt")["run_id"] == "ppe/v3"
     assert lineage_for(tmp_path / "elsewhere.pt") == {"dataset_version": None, "run_id": None,
-                                                      "metrics": None}
+                                                      "metrics": None, "classes": None}
+    (run / "run.json").write_text("{not json")
+    assert lineage_for(run / "weights" / "best.pt")["run_id"] is None

@@ -141,31 +141,12 @@ def _sha256(path: Path) -> str:
 
 
 def _pt_lineage(weights: Path) -> dict[str, Any]:
-    """Classes, dataset version, run and metrics from the ``run.json`` of a training run.
+    """Classes, dataset version, run and metrics from the training run that wrote ``weights``."""
+    from detforge.export.onnx_export import lineage_for
 
-    Looks beside the weights and one folder up (``<run>/weights/best.pt``); a run.json
-    that is missing or unreadable gives nothing (weights from elsewhere are allowed).
-    """
-    for folder in (weights.parent, weights.parent.parent):
-        path = folder / "run.json"
-        if not path.is_file():
-            continue
-        try:
-            run = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            return {}
-        if not isinstance(run, dict):
-            return {}
-        dataset = _as_dict(run.get("dataset"))
-        mlflow = _as_dict(run.get("mlflow"))
-        named = "/".join(str(run[k]) for k in ("name", "version") if run.get(k))
-        metrics = run.get("final_metrics") or run.get("metrics") or {}
-        classes = dataset.get("classes")
-        return {"dataset_version": dataset.get("version") or run.get("dataset_version"),
-                "training_run": run.get("run_id") or mlflow.get("run_id") or named or None,
-                "metrics": metrics if isinstance(metrics, dict) else {},
-                "classes": tuple(map(str, classes)) if isinstance(classes, list) else None}
-    return {}
+    lineage = lineage_for(weights)
+    return {"dataset_version": lineage["dataset_version"], "training_run": lineage["run_id"],
+            "metrics": lineage["metrics"] or {}, "classes": lineage["classes"]}
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

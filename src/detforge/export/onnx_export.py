@@ -59,29 +59,39 @@ def _ultralytics() -> Any:
 
 
 def lineage_for(weights: Path) -> dict[str, Any]:
-    """Dataset version, run id and metrics from the ``run.json`` of the run that made ``weights``.
+    """Dataset version, run id, metrics and classes from the ``run.json`` of the run that made
+    ``weights``.
 
     Looks in the weights' folder and its parent (``runs/<name>/<version>/weights/best.pt``).
-    Returns empty values when the weights did not come from a detforge run.
+    Returns None values when the weights did not come from a detforge run, or its run.json
+    cannot be read.
     """
+    empty: dict[str, Any] = {"dataset_version": None, "run_id": None, "metrics": None,
+                             "classes": None}
     for folder in (weights.parent, weights.parent.parent):
         run_json = folder / "run.json"
-        if run_json.is_file():
-            try:
-                run = json.loads(run_json.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                break
-            if not isinstance(run, dict):
-                break
-            dataset: dict[str, Any] = run.get("dataset") or {}
-            mlflow: dict[str, Any] = run.get("mlflow") or {}
-            dataset = dataset if isinstance(dataset, dict) else {}
-            mlflow = mlflow if isinstance(mlflow, dict) else {}
-            named = "/".join(str(run[k]) for k in ("name", "version") if run.get(k))
-            return {"dataset_version": dataset.get("version") or run.get("dataset_version"),
-                    "run_id": run.get("run_id") or mlflow.get("run_id") or named or None,
-                    "metrics": run.get("final_metrics") or run.get("metrics")}
-    return {"dataset_version": None, "run_id": None, "metrics": None}
+        if not run_json.is_file():
+            continue
+        try:
+            run = json.loads(run_json.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return empty
+        if not isinstance(run, dict):
+            return empty
+        dataset: dict[str, Any] = _dict_or_empty(run.get("dataset"))
+        mlflow: dict[str, Any] = _dict_or_empty(run.get("mlflow"))
+        named = "/".join(str(run[k]) for k in ("name", "version") if run.get(k))
+        metrics = run.get("final_metrics") or run.get("metrics")
+        classes = dataset.get("classes")
+        return {"dataset_version": dataset.get("version") or run.get("dataset_version"),
+                "run_id": run.get("run_id") or mlflow.get("run_id") or named or None,
+                "metrics": metrics if isinstance(metrics, dict) else None,
+                "classes": tuple(map(str, classes)) if isinstance(classes, list) else None}
+    return empty
+
+
+def _dict_or_empty(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] = (640, 640),
@@ -160,7 +170,8 @@ def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] 
 
     lineage = lineage_for(weights)
     meta = ModelMeta(classes=classes, imgsz=imgsz, layout=layout, stride=stride,
-                     dynamic_batch=batch is None, **lineage)
+                     dynamic_batch=batch is None, dataset_version=lineage["dataset_version"],
+                     run_id=lineage["run_id"], metrics=lineage["metrics"])
     del graph_model.metadata_props[:]
     embed_meta(graph_model, meta)
     onnx.checker.check_model(graph_model)
