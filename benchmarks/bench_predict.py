@@ -59,6 +59,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench_predict"
 CONF = 0.25
+SPIN = False  # --spin: detforge sessions let idle ONNX Runtime threads spin
 
 
 def _env(cache: Path) -> None:
@@ -146,7 +147,7 @@ class DetforgeModelOnly:
         from detforge.runtime import load_model
 
         self.path = model_path
-        self.model = load_model(model_path, device="cpu", conf=CONF)
+        self.model = load_model(model_path, device="cpu", conf=CONF, spin=SPIN)
 
     def __call__(self, images: list[Path]) -> tuple[int, float]:
         busy = 0.0
@@ -163,7 +164,7 @@ class DetforgeRunner:
     def __init__(self, model_path: Path, work: Path) -> None:
         from detforge.runtime import load_model
 
-        self.model = load_model(model_path, device="cpu", conf=CONF)
+        self.model = load_model(model_path, device="cpu", conf=CONF, spin=SPIN)
         self.list_file = work / f"{model_path.stem}.txt"
 
     def __call__(self, images: list[Path]) -> tuple[int, float]:
@@ -309,9 +310,13 @@ def main() -> None:
                         help="a model name, or 'tiny' (a near-free 320x320 graph, so the "
                              "run is bound by decoding and measures the pipeline itself)")
     parser.add_argument("--only", nargs="*", help="model names to run, e.g. 'fp32 320'")
+    parser.add_argument("--spin", action="store_true",
+                        help="detforge's sessions spin idle threads (`detforge predict --spin`)")
     parser.add_argument("--memory-child", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     _env(args.cache)
+    global SPIN
+    SPIN = args.spin
     if args.memory_child:
         memory_child(*args.memory_child)
         return
@@ -344,6 +349,7 @@ def main() -> None:
     out = json.loads(args.json.read_text()) if args.json.is_file() else {}
     run = {"date": date.today().isoformat(), "command": " ".join(sys.argv[1:]),
            "images": len(images), "image_size": "640x480", "conf": CONF, "batch": 1,
+           "spin": SPIN,
            "load_average_after": [round(v, 1) for v in os.getloadavg()],
            "wall_s": round(time.perf_counter() - start, 1)}
     if rows:

@@ -18,3 +18,19 @@ def test_idle_threads_do_not_spin(tmp_path: Path) -> None:
         assert opts.intra_op_num_threads == 2 and opts.inter_op_num_threads == 1
         (out,) = backend.infer(np.zeros((2, 3, 64, 64), np.float32))
         assert out.shape == (2, 6, 3)
+
+
+def test_spin_is_passed_from_load_model_and_the_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from detforge.cli import app
+    from detforge.runtime import load_model
+
+    model = tiny_onnx_model(tmp_path / "m.onnx")
+    for spin, expect in ((True, "1"), (False, "0")):
+        with load_model(model, device="cpu", spin=spin) as m:
+            opts = m.backend.session.get_session_options()
+            assert opts.get_session_config_entry("session.intra_op.allow_spinning") == expect
+    for cmd in ("predict", "benchmark"):
+        result = CliRunner().invoke(app, [cmd, "--help"], terminal_width=200)
+        assert "--spin" in result.output and "--no-spin" in result.output

@@ -40,7 +40,8 @@ def benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
               split: str | None = None, baseline: str | Path | None = None,
               tolerance: float = 0.05, device: str = "auto", conf: float = 0.25,
               iou: float = 0.7, repeats: int = 3, seconds: float = 1.0,
-              workers: int | None = None, progress: bool = True) -> BenchReport:
+              workers: int | None = None, progress: bool = True,
+              spin: bool = False) -> BenchReport:
     """Benchmark models side by side, write ``{"rows": [...]}`` and compare with a baseline.
 
     The baseline is read before anything is measured, so a bad file fails fast. The JSON
@@ -63,6 +64,7 @@ def benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
         repeats: Interleaved repetitions.
         seconds: Model-only timing per combination and repetition.
         workers: Decode threads of the pipeline.
+        spin: Idle ONNX Runtime threads spin (faster on a CPU the run has to itself).
         progress: Show a progress bar.
 
     Returns:
@@ -83,7 +85,8 @@ def benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
         read_rows(baseline)
     result = run_benchmark(models, source=source, batches=batches, imgszs=imgszs, data=data,
                            split=split, device=device, conf=conf, iou=iou, repeats=repeats,
-                           seconds=seconds, workers=workers, progress=progress)
+                           seconds=seconds, workers=workers, progress=progress,
+                           spin=spin)
     path = None if json_out is None else Path(json_out)
     if path is not None:
         result.write_json(path)

@@ -174,7 +174,7 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
                   data: str | Path | None = None, split: str | None = None,
                   device: str = "auto", conf: float = 0.25, iou: float = 0.7,
                   repeats: int = 3, seconds: float = 1.0, workers: int | None = None,
-                  progress: bool = True) -> BenchResult:
+                  progress: bool = True, spin: bool = False) -> BenchResult:
     """Benchmark models side by side on one source.
 
     Args:
@@ -194,6 +194,7 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
         seconds: Model-only timing per combination and repetition.
         workers: Decode threads of the pipeline (default: its own).
         progress: Show a progress bar.
+        spin: Idle ONNX Runtime threads spin: faster on a CPU the run has to itself.
 
     Returns:
         The rows, what was skipped and the settings.
@@ -226,9 +227,10 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
                 continue
             from detforge.runtime.loader import load_model
 
-            owned.append(load_model(m, device=device, conf=conf, iou=iou))
+            owned.append(load_model(m, device=device, conf=conf, iou=iou, spin=spin))
             loaded.append(owned[-1])
-        result = BenchResult(settings=_settings(source, total, repeats, seconds, device, conf))
+        result = BenchResult(settings={**_settings(source, total, repeats, seconds, device, conf),
+                                       "spin": spin})
         combos = _combos(names, loaded, batches, imgszs, images, result.skipped)
         if not combos:
             raise ConfigError("nothing to measure: " + "; ".join(result.skipped))

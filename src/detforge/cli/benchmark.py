@@ -31,6 +31,9 @@ def benchmark_command(
     seconds: Annotated[float, typer.Option(help="Model-only seconds per repetition.")] = 1.0,
     workers: Annotated[int | None, typer.Option(help="Decode threads.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    spin: Annotated[bool, typer.Option(
+        help="ONNX Runtime threads spin while idle: faster on a CPU this run has to itself, "
+             "slower on a shared one.")] = False,
 ) -> None:
     """Measure throughput, latency, memory and mAP of models side by side.
 
@@ -42,7 +45,8 @@ def benchmark_command(
     report = benchmark(models, source=source, json_out=json_out, batches=parse_batches(batch),
                        imgszs=parse_imgszs(imgsz), data=data, split=split, baseline=baseline,
                        tolerance=parse_tolerance(tolerance), device=device, conf=conf,
-                       repeats=repeats, seconds=seconds, workers=workers, progress=progress)
+                       repeats=repeats, seconds=seconds, workers=workers, progress=progress,
+                       spin=spin)
     typer.echo(format_table(report.result.rows))
     for line in report.result.skipped:
         typer.echo(f"skipped {line}")

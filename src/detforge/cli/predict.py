@@ -29,6 +29,9 @@ def predict_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     track: Annotated[bool, typer.Option(help="Track objects across frames (ByteTrack).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    spin: Annotated[bool, typer.Option(
+        help="ONNX Runtime threads spin while idle: faster on a CPU this run has to itself, "
+             "slower on a shared one.")] = False,
 ) -> None:
     """Detect objects and write one record per image or frame.
 
@@ -39,7 +42,7 @@ def predict_command(
     stats = predict(model, source, out=out, fmt=fmt, save_vis=save_vis, conf=conf, iou=iou,
                     max_det=max_det, batch=parse_batch(batch), imgsz=parse_imgsz(imgsz),
                     workers=workers, every=every, fps=fps, keyframes=keyframes, device=device,
-                    track=track, progress=progress)
+                    track=track, progress=progress, spin=spin)
     typer.echo(stats.format())
     typer.echo(f"wrote {out}" + (f" and {save_vis}/" if save_vis else ""))
     if stats.interrupted:

@@ -93,7 +93,7 @@ def resolve_model_path(path: str | Path, *, device: str = "auto") -> Path:
 
 def load_model(path: str | Path, *, device: str = "auto", imgsz: tuple[int, int] | None = None,
                conf: float = 0.25, iou: float = 0.7, max_det: int = 300,
-               threads: int | None = None) -> Model:
+               threads: int | None = None, spin: bool = False) -> Model:
     """Load a detector from a TensorRT engine, an ONNX file or an Ultralytics ``.pt``.
 
     Args:
@@ -104,6 +104,8 @@ def load_model(path: str | Path, *, device: str = "auto", imgsz: tuple[int, int]
         iou: NMS IoU threshold.
         max_det: Most detections per image.
         threads: CPU threads for ONNX Runtime (default: all usable cores).
+        spin: Idle ONNX Runtime threads spin instead of sleeping (faster on an otherwise idle
+            CPU, slower on a shared one; see :class:`OrtBackend`).
 
     Returns:
         The :class:`Model`.
@@ -123,6 +125,7 @@ def load_model(path: str | Path, *, device: str = "auto", imgsz: tuple[int, int]
     kwargs: dict[str, Any] = {"device": device}
     if kind == "onnxruntime":
         kwargs["threads"] = threads
+        kwargs["spin"] = spin
     backend = cls(file, **kwargs)
     try:
         meta = _meta_of(backend, file)
