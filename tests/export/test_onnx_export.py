@@ -92,6 +92,10 @@ def test_layouts_and_metadata(exported: dict[str, Path], images: list[Path]) -> 
     assert shapes["end2end"][0] == 2 and shapes["end2end"][2] == 6
     graph = onnx.load(str(exported["end2end"])).graph
     assert any(node.op_type == "NonMaxSuppression" for node in graph.node)
+    for path in exported.values():  # the DFL softmax is rewritten (graph_passes)
+        inner = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Softmax"
+                 and any(a.name == "axis" and a.i != -1 for a in n.attribute)]
+        assert inner == [], path
 
 
 def test_bad_requests(tiny_pt: Path, tmp_path: Path) -> None:
