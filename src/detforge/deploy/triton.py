@@ -130,18 +130,8 @@ def onnx_config(name: str, onnx_path: str | Path, *, max_batch: int, instances: 
         ExportError: The ONNX file cannot be read.
     """
     _check_name(name)
-    if max_batch < 1 or instances < 1:
-        raise ConfigError(f"max batch ({max_batch}) and instances ({instances}) must be >= 1")
-    inputs, outputs, fixed = onnx_io(onnx_path)
     head = f"name: \"{name}\"\nplatform: \"onnxruntime_onnx\"\n"
-    if fixed is not None:  # no batch axis for Triton: the shape is the graph's
-        body = ("max_batch_size: 0\n" + _tensors("input", inputs, fixed)
-                + _tensors("output", outputs, fixed))
-    else:
-        body = (f"max_batch_size: {max_batch}\n" + _tensors("input", inputs, None)
-                + _tensors("output", outputs, None) + _batching(max_batch, queue_delay_us))
-    group = f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]\n"
-    return head + body + group
+    return head + _body(onnx_path, max_batch, instances, kind, queue_delay_us)
 
 
 def plan_config(name: str, onnx_path: str | Path, entries: Sequence[PlanEntry], *,
@@ -171,19 +161,25 @@ def plan_config(name: str, onnx_path: str | Path, entries: Sequence[PlanEntry], 
     if dup:
         raise ConfigError(f"compute capability {dup} is listed twice in cc_model_filenames; "
                           f"one plan per capability")
-    if max_batch < 1 or instances < 1:
-        raise ConfigError(f"max batch ({max_batch}) and instances ({instances}) must be >= 1")
-    inputs, outputs, fixed = onnx_io(onnx_path)
     ccmap = "".join(f"  {{\n    key: \"{e.compute_capability}\"\n    value: \"{e.filename}\"\n  }}"
                     + (",\n" if i < len(entries) - 1 else "\n") for i, e in enumerate(entries))
     head = (f"name: \"{name}\"\nplatform: \"tensorrt_plan\"\n"
             f"default_model_filename: \"{entries[0].filename}\"\n"
             f"cc_model_filenames [\n{ccmap}]\n")
-    if fixed is not None:
+    return head + _body(onnx_path, max_batch, instances, "KIND_GPU", queue_delay_us)
+
+
+def _body(onnx_path: str | Path, max_batch: int, instances: int, kind: str,
+          queue_delay_us: int) -> str:
+    """Batch size, tensors, dynamic batching and instance group, from the ONNX graph."""
+    if max_batch < 1 or instances < 1:
+        raise ConfigError(f"max batch ({max_batch}) and instances ({instances}) must be >= 1")
+    inputs, outputs, fixed = onnx_io(onnx_path)
+    if fixed is not None:  # no batch axis for Triton: the shape is the graph's
         body = ("max_batch_size: 0\n" + _tensors("input", inputs, fixed)
                 + _tensors("output", outputs, fixed))
     else:
         body = (f"max_batch_size: {max_batch}\n" + _tensors("input", inputs, None)
                 + _tensors("output", outputs, None) + _batching(max_batch, queue_delay_us))
-    group = f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_GPU\n  }}\n]\n"
-    return head + body + group
+    group = f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]\n"
+    return body + group
