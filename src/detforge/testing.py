@@ -25,8 +25,8 @@ from detforge.runtime.backend import BackendBase, InputSpec, RawOutput
 from detforge.runtime.metadata import ModelMeta
 from detforge.runtime.model import Model
 
-__all__ = ["FakeBackend", "fake_model", "random_image", "solid_image", "tiny_onnx_model",
-           "write_image", "write_video"]
+__all__ = ["FakeBackend", "fake_model", "random_image", "seeded_yolo11n", "solid_image",
+           "tiny_onnx_model", "write_image", "write_video"]
 
 OutputFn = Callable[[NDArray[np.float32]], RawOutput]
 
@@ -201,3 +201,33 @@ def tiny_onnx_model(path: str | Path, *, classes: Sequence[str] = ("cat", "dog")
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def seeded_yolo11n(height: int, width: int) -> Any:
+    """An Ultralytics ``YOLO("yolo11n.yaml")`` (80 classes) from a seeded random init, offline.
+
+    Batch-norm statistics are recalibrated on four synthetic ``height`` x ``width`` images
+    and the class biases raised, so scores spread over (0, 1) instead of all sitting near
+    1e-5: parity tests then compare meaningful rankings. Needs the ``train`` extra.
+    """
+    import torch
+
+    from detforge.train.offline import import_ultralytics
+
+    yolo = import_ultralytics().YOLO
+    torch.manual_seed(0)
+    model = yolo("yolo11n.yaml")
+    net: Any = model.model
+    for mod in net.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.reset_running_stats()
+            mod.momentum = None  # a cumulative average over the calibration pass
+    images = np.stack([random_image(height, width, seed=s).transpose(2, 0, 1)
+                       for s in range(4)])
+    net.train()
+    with torch.no_grad():
+        net(torch.from_numpy(images.astype(np.float32) / 255))
+        for branch in net.model[-1].cv3:
+            branch[-1].bias.add_(3.0)
+    net.eval()
+    return model

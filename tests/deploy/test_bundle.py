@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import warnings
 from pathlib import Path
@@ -23,7 +22,7 @@ from detforge.deploy.targets import TARGETS
 from detforge.deploy.verify import verify_bundle
 from detforge.export.engine_plan import sha256_file
 from detforge.runtime.metadata import ModelMeta, embed_meta, read_onnx_meta
-from detforge.testing import random_image
+from detforge.testing import seeded_yolo11n
 
 CLASSES = ("red", "green", "blue")
 FILES = ("config_infer_primary.txt", "deepstream_app_config.txt", "labels.txt",
@@ -243,26 +242,8 @@ def test_cli_bundle(root: Path, source: Path) -> None:
 @pytest.mark.slow
 def test_bundle_from_yolo_weights(tmp_path: Path) -> None:
     """The .pt path: Ultralytics export inside the bundle, then verify on this CPU."""
-    torch = pytest.importorskip("torch")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
-    os.environ.setdefault("MPLCONFIGDIR", str(tmp_path / "mpl"))
-    from ultralytics import YOLO, settings  # type: ignore[attr-defined]
-
-    settings.update({"sync": False})  # type: ignore[no-untyped-call]
-    torch.manual_seed(0)
-    yolo = YOLO("yolo11n.yaml")
-    net: Any = yolo.model
-    for mod in net.modules():  # batch-norm statistics from a few synthetic images
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.reset_running_stats()
-            mod.momentum = None
-    images = np.stack([random_image(64, 96, seed=s).transpose(2, 0, 1) for s in range(4)])
-    net.train()
-    with torch.no_grad():
-        net(torch.from_numpy(images.astype(np.float32) / 255))
-        for branch in net.model[-1].cv3:  # scores spread over (0, 1), not all ~1e-5
-            branch[-1].bias.add_(3.0)
-    net.eval()
+    pytest.importorskip("torch")
+    yolo = seeded_yolo11n(64, 96)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yolo.save(str(tmp_path / "yolo11n.pt"))

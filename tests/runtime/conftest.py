@@ -6,47 +6,17 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from detforge.testing import random_image
-
-
-def _ultralytics_env(root: Path) -> None:
-    os.environ["YOLO_OFFLINE"] = "1"
-    os.environ["YOLO_AUTOINSTALL"] = "False"
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(root / "yolo-config"))
-    os.environ.setdefault("MPLCONFIGDIR", str(root / "mpl"))
+from detforge.testing import seeded_yolo11n
 
 
 @pytest.fixture(scope="session")
 def yolo_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``yolo11n.onnx`` (320x320, 80 classes) from a seeded random init.
-
-    Batch-norm statistics are recalibrated on a few synthetic images and the class biases
-    raised, so scores spread over (0, 1) instead of all sitting near 1e-5: the parity test
-    then compares meaningful rankings.
-    """
-    torch = pytest.importorskip("torch")
+    """``yolo11n.onnx`` (320x320, 80 classes) from :func:`detforge.testing.seeded_yolo11n`."""
+    pytest.importorskip("torch")
     root = tmp_path_factory.mktemp("yolo")
-    _ultralytics_env(root)
-    from ultralytics import YOLO, settings
-
-    settings.update({"sync": False})
-    torch.manual_seed(0)
-    yolo = YOLO("yolo11n.yaml")
-    net = yolo.model
-    for mod in net.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.reset_running_stats()
-            mod.momentum = None
-    imgs = np.stack([random_image(320, 320, seed=s).transpose(2, 0, 1) for s in range(4)])
-    net.train()
-    with torch.no_grad():
-        net(torch.from_numpy(imgs.astype(np.float32) / 255))
-        for branch in net.model[-1].cv3:
-            branch[-1].bias.add_(3.0)
-    net.eval()
+    yolo = seeded_yolo11n(320, 320)
     cwd = Path.cwd()
     os.chdir(root)
     try:
