@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from detforge.train.backends.ultralytics import UltralyticsBackend, metric_name
 from detforge.train.config import TrainConfig
@@ -64,3 +66,31 @@ def test_overfit_run_stops_once_memorised(metrics: dict[str, float], stops: bool
                          ids=["metric", "loss", "lr"])
 def test_metric_name(key: str, name: str) -> None:
     assert metric_name(key) == name
+
+
+def _activations(model: Any) -> set[str]:
+    return {type(m.act).__name__ for m in model.modules() if hasattr(m, "act")} - {"Identity"}
+
+
+def test_activation_builds_the_model_with_it_and_leaves_the_next_one_alone(
+        tmp_path: Path) -> None:
+    pytest.importorskip("ultralytics")
+    from detforge.train.offline import import_ultralytics
+
+    config = TrainConfig(model="yolo11n.yaml", activation="relu", out=tmp_path)
+    source = UltralyticsBackend._model_source(config, tmp_path / "run")
+    assert Path(source).name == "yolo11n-relu.yaml"
+    assert yaml.safe_load(Path(source).read_text())["activation"] == "nn.ReLU()"
+    yolo = import_ultralytics(tmp_path / ".ultralytics").YOLO
+    relu = yolo(source).model
+    plain = yolo("yolo11n.yaml").model
+    assert _activations(relu) == {"ReLU"}
+    assert _activations(plain) == {"SiLU"}
+    # the scale letter survived: same parameter count as the SiLU model of that size
+    assert sum(p.numel() for p in relu.parameters()) == sum(
+        p.numel() for p in plain.parameters())
+
+
+def test_no_activation_trains_the_named_model() -> None:
+    config = TrainConfig(model="yolov8s.yaml")
+    assert UltralyticsBackend._model_source(config, Path("unused")) == "yolov8s.yaml"

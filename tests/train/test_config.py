@@ -172,3 +172,15 @@ def test_overfit_config_turns_augmentation_off_and_steps_every_batch() -> None:
 )
 def test_overfit_done(overfit: int, metrics: dict[str, float], done: bool) -> None:
     assert overfit_done(TrainConfig(overfit=overfit), metrics) is done
+
+
+def test_activation_needs_a_yolo_yaml(tmp_path: Path) -> None:
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"x")
+    assert TrainConfig(model="yolo11n.yaml", activation="relu").activation == "relu"
+    with pytest.raises(ConfigError, match="keep the activation they were trained with"):
+        load_train_config(overrides=[f"model={weights}", "activation=relu"])
+    with pytest.raises(ConfigError, match="RT-DETR"):
+        load_train_config(overrides=["model=rtdetr-l.yaml", "activation=relu"])
+    with pytest.raises(ConfigError, match="activation"):
+        load_train_config(overrides=["activation=gelu"])

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, field_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from detforge.core.config import StrictModel, apply_overrides, load_config
 from detforge.core.errors import ConfigError
@@ -90,6 +97,10 @@ class TrainConfig(StrictModel):
 
     data: Path | None = None
     model: str = "yolo11n.yaml"
+    activation: Literal["silu", "relu"] | None = None
+    """Activation of every convolution block of a model built from a YAML; None: the
+    YAML's own (SiLU for YOLOv8 / YOLO11). ``relu`` makes the INT8 model faster on CPUs
+    (docs/decisions/0007-activation-for-cpu-int8.md); weights keep what they were trained with."""
     preset: str | None = None
     classes: list[str] | None = None
     """Expected class names (presets set them); training refuses a dataset whose differ."""
@@ -131,6 +142,17 @@ class TrainConfig(StrictModel):
             f"model {value!r} is neither a supported model YAML (yolov8n.yaml..yolov8x.yaml, "
             "yolo11n.yaml..yolo11x.yaml, rtdetr-l.yaml, rtdetr-x.yaml) nor an existing local "
             ".pt/.yaml file; nothing is downloaded, so give a YAML name or a local weights path")
+
+    @model_validator(mode="after")
+    def _check_activation(self) -> TrainConfig:
+        if self.activation is not None and self.model.endswith(".pt"):
+            raise ValueError(f"activation {self.activation!r} applies to a model built from a "
+                             f"YAML, but model is the weights file {self.model!r} (they keep the "
+                             "activation they were trained with); drop activation or give a YAML")
+        if self.activation is not None and "rtdetr" in Path(self.model).name.lower():
+            raise ValueError(f"activation applies to YOLOv8 / YOLO11 models, not {self.model!r} "
+                             "(RT-DETR's backbone sets its own); drop activation")
+        return self
 
     @field_validator("device")
     @classmethod

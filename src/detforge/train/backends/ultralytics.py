@@ -12,6 +12,9 @@ Mapping of :class:`~detforge.train.config.TrainConfig` onto Ultralytics argument
   once :func:`~detforge.train.config.overfit_done` (mAP50 on the memorised images).
 * Warm-up (``optim.warmup_epochs``), EMA of the weights (always on in Ultralytics), early
   stop (``patience``) and a ``last.pt`` checkpoint after every epoch are Ultralytics'.
+* ``activation`` writes the model YAML with Ultralytics' ``activation`` key (e.g.
+  ``nn.ReLU()``) into the run directory as ``<stem>-<activation>.yaml`` (the stem keeps the
+  scale letter Ultralytics reads from the file name) and builds the model from it.
 * ``project``/``name`` are the run directory, so ``weights/``, ``results.csv`` and the
   plots land in it.
 """
@@ -25,6 +28,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
+from detforge.core.atomic import atomic_write_text
 from detforge.core.errors import ConfigError
 from detforge.train.backends.base import BackendRun, EpochCallback, ModelInfo
 from detforge.train.config import overfit_done
@@ -36,6 +42,7 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 _OVERFIT_BN_MOMENTUM = 0.5
+_ACTIVATIONS = {"silu": "nn.SiLU()", "relu": "nn.ReLU()"}
 
 __all__ = ["UltralyticsBackend", "metric_name"]
 
@@ -58,6 +65,21 @@ class UltralyticsBackend:
         ul: Any = importlib.import_module("ultralytics")
         cls = ul.RTDETR if "rtdetr" in Path(str(weights)).name.lower() else ul.YOLO
         return cls(str(weights))
+
+    @staticmethod
+    def _model_source(config: TrainConfig, run_dir: Path) -> str:
+        """``config.model``, or a copy of its YAML with ``config.activation`` in the run dir."""
+        if config.activation is None:
+            return config.model
+        import_ultralytics(Path(config.out) / ".ultralytics")
+        tasks: Any = importlib.import_module("ultralytics.nn.tasks")
+        spec = {k: v for k, v in tasks.yaml_model_load(config.model).items()
+                if k not in {"scale", "yaml_file"}}
+        spec["activation"] = _ACTIVATIONS[config.activation]
+        out = run_dir / f"{Path(config.model).stem}-{config.activation}.yaml"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, yaml.safe_dump(spec, sort_keys=False))
+        return str(out)
 
     def _attach(self, model: Any, config: TrainConfig, on_epoch: EpochCallback) -> dict[str, Any]:
         state: dict[str, Any] = {"pending": False, "t0": 0.0, "train_s": 0.0, "final": {}}
@@ -150,7 +172,7 @@ class UltralyticsBackend:
         Returns:
             Paths of the checkpoints and the final metrics.
         """
-        model = self._model(config, config.model)
+        model = self._model(config, self._model_source(config, run_dir))
         state = self._attach(model, config, on_epoch)
         model.train(**self._args(config, data_yaml, run_dir))
         return self._result(run_dir, state)
