@@ -129,6 +129,9 @@ def test_int8_qdq_keeps_head_float(flavour: str, exported: dict[str, Path], imag
     # the head's decode path is float: nothing feeds the output through a DequantizeLinear
     producer = {o: n for n in model.graph.node for o in n.output}
     assert producer[model.graph.output[0].name].op_type != "DequantizeLinear"
+    # ... and so is the convolution reading the image (both flavours)
+    readers = [n.op_type for n in model.graph.node if "images" in n.input]
+    assert "Conv" in readers and "QuantizeLinear" not in readers
     assert len(result.float_nodes) > 10
     assert read_onnx_meta(out).precision == "int8"
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

@@ -13,11 +13,13 @@ accurate:
   node names: walking back from the outputs, every node up to and including the last
   convolutions. Quantising it makes box coordinates (0..640) and class scores (0..1) share
   one int8 scale, which rounds every score to zero;
-* in the symmetric (TensorRT) flavour, the nodes that read the image input stay float too
-  (:func:`input_nodes`): a symmetric int8 scale spends half its codes on negative values
-  the 0..1 image never takes, leaving a 7-bit image (on a partly trained YOLO11n, 64
-  calibration images: -0.05 mAP50-95 points with it, +0.5 with the first convolution in
-  float; the uint8 ``cpu`` flavour has all 8 bits for the input and quantises it).
+* the nodes that read the image input stay float too (:func:`input_nodes`, both
+  flavours). Symmetric int8 spends half its codes on negative values the 0..1 image never
+  takes (on a partly trained YOLO11n, 64 calibration images: -0.05 mAP50-95 points with it,
+  +0.5 with the first convolution in float); in the uint8 ``cpu`` flavour the image itself
+  is exact, but the first convolution's output is still the most sensitive activation (a
+  trained ReLU YOLO11n at 320: 0.68 points lost with it quantised, 0.09 without, for 4 % of
+  the INT8 speed; BENCHMARKS.md "INT8 on a trained model").
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ QUANT_FLAVOURS = ("tensorrt", "cpu")
 def quantize_int8(onnx_path: str | Path, out: str | Path,
                   calibration: Sequence[NDArray[np.float32]], *, method: str = "minmax",
                   per_channel: bool = True, flavour: str = "tensorrt") -> QuantizeResult:
-    """Write an INT8 Q/DQ model, the head's decode path (and, symmetric, the input) kept float.
+    """Write an INT8 Q/DQ model, the head's decode path and the input convolution kept float.
 
     Args:
         onnx_path: Float ONNX model (detforge metadata is carried over).
@@ -138,8 +140,7 @@ def quantize_int8(onnx_path: str | Path, out: str | Path,
     model = onnx.load(str(onnx_path))
     _name_nodes(model)
     head = float_head_nodes(model)
-    if flavour == "tensorrt":
-        head += [n for n in input_nodes(model) if n not in head]
+    head += [n for n in input_nodes(model) if n not in head]
     props = list(model.metadata_props)
     input_name = model.graph.input[0].name
     # quant_pre_process and the calibrator write files in the CWD: keep them in a temp dir
