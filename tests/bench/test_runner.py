@@ -119,3 +119,24 @@ def test_rss_sampler_sees_an_allocation() -> None:
         del block
     assert rss.peak_mb >= before / 2**20 + 50
     assert math.isfinite(rss.peak_mb)
+
+
+def test_fast_decode_reaches_the_end_to_end_runs(bench_images: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from detforge.runtime import reduced_decode
+
+    calls: list[Path] = []
+    real = reduced_decode.decode_reduced
+
+    def counting(path: Path, size: tuple[int, int]) -> Any:
+        calls.append(Path(path))
+        return real(path, size)
+
+    monkeypatch.setattr(reduced_decode, "decode_reduced", counting)
+    model = fake_model(FakeBackend.echo())
+    plain = run_benchmark([model], source=bench_images, **FAST)
+    assert not calls and plain.settings["fast_decode"] is False
+    fast = run_benchmark([model], source=bench_images, fast_decode=True, **FAST)
+    assert fast.settings["fast_decode"] is True
+    assert sorted(set(calls)) == sorted(bench_images.glob("*.jpg"))
+    assert fast.rows[0].end_to_end_ips > 0

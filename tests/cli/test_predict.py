@@ -41,6 +41,21 @@ def test_predict_images_and_video_to_jsonl(tiny_onnx: Path, tmp_path: Path) -> N
     assert (vis / "a.jpg").is_file() and (vis / "clip.mp4").is_file()
 
 
+def test_predict_fast_decode_keeps_original_pixels(tiny_onnx: Path, tmp_path: Path) -> None:
+    write_image(tmp_path / "big.jpg", random_image(192, 256, seed=2))  # 4x the 64x64 input
+    out = tmp_path / "fast.jsonl"
+    result = runner.invoke(app, ["predict", str(tiny_onnx), str(tmp_path / "big.jpg"),
+                                 "--out", str(out), "--conf", "0.1", "--fast-decode",
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (record["width"], record["height"]) == (256, 192)
+    boxes = [d["xyxy"] for d in record["detections"]]
+    assert boxes and all(0 <= x1 <= x2 <= 256 and 0 <= y1 <= y2 <= 192
+                         for x1, y1, x2, y2 in boxes)
+    assert any(x2 > 128 for _, _, x2, _ in boxes)  # not left in the reduced image's pixels
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--batch", "many"], "ConfigError: --batch 'many'"),
     (["--imgsz", "0,5"], "ConfigError: --imgsz"),

@@ -1,12 +1,14 @@
-"""The pipelined engine, run on FakeBackend: order, back-pressure, skips, Ctrl-C."""
+"""The pipelined engine, run on FakeBackend: order, back-pressure, skips, Ctrl-C, fast decode."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from detforge.runtime.backend import InputSpec
 from detforge.runtime.pipeline import run_pipeline
 from detforge.runtime.sinks import JsonlSink, Prediction, read_jsonl
 from detforge.runtime.sources import SourceItem, open_source
@@ -103,3 +105,35 @@ def test_results_are_in_original_pixels(tmp_path: Path) -> None:
     [pred] = sink.items
     assert (pred.width, pred.height) == (200, 50)
     np.testing.assert_allclose(pred.detections.xyxy[0], [0, 0, 200, 50])
+
+
+def _bright_box(batch: np.ndarray) -> list[np.ndarray]:
+    """end2end output: the bounding box of the bright pixels of each input."""
+    out = np.zeros((len(batch), 1, 6), np.float32)
+    for i, img in enumerate(batch):
+        ys, xs = np.nonzero(img.mean(0) > 0.5)
+        if len(xs):  # the warm-up batch is blank
+            out[i, 0] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, 0.9, 0)
+    return [out]
+
+
+@pytest.mark.parametrize(("hw", "box"), [((480, 640), (96, 120, 304, 360)),
+                                         ((750, 1000), (200, 152, 640, 520))])
+def test_pipeline_reports_original_pixels_with_fast_decode(
+        tmp_path: Path, hw: tuple[int, int], box: tuple[int, int, int, int]) -> None:
+    img = np.zeros((*hw, 3), np.uint8)
+    x1, y1, x2, y2 = box
+    img[y1:y2, x1:x2] = 255
+    cv2.imwrite(str(tmp_path / "marker.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    results = {}
+    for fast in (False, True):
+        sink = ListSink()
+        backend = FakeBackend(_bright_box, input_spec=InputSpec(height=320, width=320,
+                                                                 max_batch=None))
+        run_pipeline(fake_model(backend), open_source(tmp_path / "marker.jpg"), [sink],
+                     batch=1, progress=False, fast_decode=fast)
+        [pred] = sink.items
+        assert (pred.height, pred.width) == hw
+        results[fast] = pred.detections.xyxy[0]
+    np.testing.assert_allclose(results[True], box, atol=4)
+    np.testing.assert_allclose(results[True], results[False], atol=4)

@@ -115,7 +115,8 @@ def _combos(names: list[str], loaded: list[Model], batches: Sequence[int],
     return combos
 
 
-def _measure(combo: _Combo, source: str | Path, seconds: float, workers: int | None) -> None:
+def _measure(combo: _Combo, source: str | Path, seconds: float,
+             pipeline: dict[str, Any]) -> None:
     from detforge.runtime.pipeline import run_pipeline
     from detforge.runtime.sources import open_source
 
@@ -129,7 +130,7 @@ def _measure(combo: _Combo, source: str | Path, seconds: float, workers: int | N
             if t1 - start >= seconds and len(combo.infer_s) >= 3:
                 break
         stats = run_pipeline(combo.model, open_source(source), [], batch=combo.batch,
-                             workers=workers, progress=False, warmup=False)
+                             progress=False, warmup=False, **pipeline)
     if stats.images == 0:
         raise ConfigError(f"source {source}: the pipeline read no image "
                           f"({stats.skipped} skipped); check it with `detforge data validate`")
@@ -174,7 +175,8 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
                   data: str | Path | None = None, split: str | None = None,
                   device: str = "auto", conf: float = 0.25, iou: float = 0.7,
                   repeats: int = 3, seconds: float = 1.0, workers: int | None = None,
-                  progress: bool = True, spin: bool = False) -> BenchResult:
+                  progress: bool = True, spin: bool = False,
+                  fast_decode: bool = False) -> BenchResult:
     """Benchmark models side by side on one source.
 
     Args:
@@ -195,6 +197,8 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
         workers: Decode threads of the pipeline (default: its own).
         progress: Show a progress bar.
         spin: Idle ONNX Runtime threads spin: faster on a CPU the run has to itself.
+        fast_decode: The end-to-end runs decode JPEGs at a reduced scale when the input
+            allows it (``detforge predict --fast-decode``).
 
     Returns:
         The rows, what was skipped and the settings.
@@ -230,11 +234,12 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
             owned.append(load_model(m, device=device, conf=conf, iou=iou, spin=spin))
             loaded.append(owned[-1])
         result = BenchResult(settings={**_settings(source, total, repeats, seconds, device, conf),
-                                       "spin": spin})
+                                       "spin": spin, "fast_decode": fast_decode})
         combos = _combos(names, loaded, batches, imgszs, images, result.skipped)
         if not combos:
             raise ConfigError("nothing to measure: " + "; ".join(result.skipped))
-        _run(combos, source, repeats, seconds, workers, progress)
+        _run(combos, source, repeats, seconds, progress,
+             {"workers": workers, "fast_decode": fast_decode})
         if data is not None:
             _accuracy(combos, data, split, max(batches))
         result.rows = [_row(c) for c in combos]
@@ -245,7 +250,7 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
 
 
 def _run(combos: list[_Combo], source: str | Path, repeats: int, seconds: float,
-         workers: int | None, progress: bool) -> None:
+         progress: bool, pipeline: dict[str, Any]) -> None:
     from tqdm import tqdm
 
     for c in combos:  # warm-up: lazy allocations, thread pools, kernel choice
@@ -257,7 +262,7 @@ def _run(combos: list[_Combo], source: str | Path, repeats: int, seconds: float,
             shift = rep % len(combos)
             for combo in itertools.chain(combos[shift:], combos[:shift]):
                 bar.set_postfix_str(combo.label, refresh=False)
-                _measure(combo, source, seconds, workers)
+                _measure(combo, source, seconds, pipeline)
                 bar.update(1)
 
 

@@ -34,6 +34,9 @@ def benchmark_command(
     spin: Annotated[bool, typer.Option(
         help="ONNX Runtime threads spin while idle: faster on a CPU this run has to itself, "
              "slower on a shared one.")] = False,
+    fast_decode: Annotated[bool, typer.Option(
+        help="End-to-end runs decode JPEGs at a reduced scale, as `predict --fast-decode`.")
+    ] = False,
 ) -> None:
     """Measure throughput, latency, memory and mAP of models side by side.
 
@@ -46,7 +49,7 @@ def benchmark_command(
                        imgszs=parse_imgszs(imgsz), data=data, split=split, baseline=baseline,
                        tolerance=parse_tolerance(tolerance), device=device, conf=conf,
                        repeats=repeats, seconds=seconds, workers=workers, progress=progress,
-                       spin=spin)
+                       spin=spin, fast_decode=fast_decode)
     typer.echo(format_table(report.result.rows))
     for line in report.result.skipped:
         typer.echo(f"skipped {line}")

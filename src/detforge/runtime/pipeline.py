@@ -82,7 +82,7 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
                  batch: int | str = "auto", dynamic: bool = True, workers: int | None = None,
                  max_wait_s: float = 0.003, queue_size: int | None = None,
                  tracker: Tracker | None = None, progress: bool = True,
-                 warmup: bool = True) -> RunStats:
+                 warmup: bool = True, fast_decode: bool = False) -> RunStats:
     """Run ``model`` over ``source``, writing every prediction to ``sinks`` in input order.
 
     Args:
@@ -99,6 +99,9 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
         tracker: Assigns track ids (video), or None.
         progress: Show a tqdm progress bar.
         warmup: Run one dummy batch before timing.
+        fast_decode: Decode JPEGs at 1/2, 1/4 or 1/8 scale when the input size allows it
+            (:mod:`~detforge.runtime.reduced_decode`); boxes still come in original pixels.
+            Ignored when a sink needs the images (annotated output).
 
     Returns:
         The run's :class:`~detforge.runtime.stats.RunStats`.
@@ -121,6 +124,7 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
     if qsize < 1:
         raise ConfigError(f"queue_size must be at least 1, got {qsize}")
     keep_images = any(getattr(s, "needs_image", False) for s in sinks)
+    reduce = fast_decode and not keep_images
     stats = RunStats()
     total = source.estimate_total() if isinstance(source, Source) else None
     bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True)
@@ -137,11 +141,17 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
     def prepare(item: SourceItem, start: float) -> _Ready:
         t0 = time.perf_counter()
         try:
-            image = item.load()
+            if reduce:
+                image, (full_h, full_w) = item.load_reduced(model.imgsz)
+            else:
+                image = item.load()
+                full_h, full_w = image.shape[:2]
         except UnreadableError as exc:
             return _Ready(item, None, None, None, start, error=str(exc))
         t1 = time.perf_counter()
         tensor, info = model.preprocess(image)
+        if (info.orig_h, info.orig_w) != (full_h, full_w):
+            info = info.for_original(full_h, full_w)
         stats.record("decode", t1 - t0)
         stats.record("preprocess", time.perf_counter() - t1)
         return _Ready(item, tensor, info, image if keep_images else None, start)

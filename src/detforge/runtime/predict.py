@@ -50,7 +50,7 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
             max_det: int = 300, batch: int | str = "auto", imgsz: tuple[int, int] | None = None,
             workers: int | None = None, every: int = 1, fps: float | None = None,
             keyframes: bool = False, device: str = "auto", track: bool = False,
-            progress: bool = True, spin: bool = False) -> RunStats:
+            progress: bool = True, spin: bool = False, fast_decode: bool = False) -> RunStats:
     """Detect objects in every image or sampled frame of ``source`` and write them to ``out``.
 
     Args:
@@ -72,6 +72,8 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         track: Assign track ids across video frames (ByteTrack).
         progress: Show a progress bar.
         spin: Idle ONNX Runtime threads spin (faster on a CPU the run has to itself).
+        fast_decode: Decode JPEGs at a reduced scale when the input size allows it
+            (faster; pixels differ slightly from a full decode; off with ``save_vis``).
 
     Returns:
         The run's statistics (``interrupted`` is True after Ctrl-C; the output then holds
@@ -96,4 +98,4 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         if save_vis is not None:
             sinks.append(VisSink(save_vis, m.classes))
         return run_pipeline(m, src, sinks, batch=batch, workers=workers, tracker=tracker,
-                            progress=progress)
+                            progress=progress, fast_decode=fast_decode)

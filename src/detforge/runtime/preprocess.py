@@ -8,7 +8,7 @@ original image with the per-axis gain ``new_side / old_side``, as Ultralytics'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,16 @@ class LetterboxInfo:
     gain_y: float
     pad_x: int
     pad_y: int
+
+    def for_original(self, height: int, width: int) -> LetterboxInfo:
+        """The same letterbox seen from a ``height`` x ``width`` original of this image.
+
+        For an image decoded at a reduced scale (:mod:`detforge.runtime.reduced_decode`):
+        the gains then take the input from the full-size original, so boxes map back to it.
+        """
+        return replace(self, orig_h=height, orig_w=width,
+                       gain_x=self.gain_x * self.orig_w / width,
+                       gain_y=self.gain_y * self.orig_h / height)
 
 
 def letterbox(image: Image, size: tuple[int, int],

@@ -23,7 +23,7 @@ from detforge.core.errors import ConfigError
 from detforge.data.images import IMAGE_EXTENSIONS
 
 __all__ = ["VIDEO_EXTENSIONS", "Skipped", "Source", "SourceItem", "UnreadableError",
-           "decode_image", "open_source"]
+           "decode_bytes", "decode_image", "open_source", "read_bytes"]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg",
                               ".mpeg", ".wmv", ".ts"})
@@ -40,12 +40,29 @@ def decode_image(path: str | Path) -> NDArray[np.uint8]:
     Raises:
         UnreadableError: The file is missing, empty or not a decodable image.
     """
-    import cv2
+    return decode_bytes(read_bytes(path))
 
+
+def read_bytes(path: str | Path) -> NDArray[np.uint8]:
+    """The bytes of an image file, as a uint8 array.
+
+    Raises:
+        UnreadableError: The file cannot be read.
+    """
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        return np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
         raise UnreadableError(f"cannot read file ({exc.strerror})") from exc
+
+
+def decode_bytes(data: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Decode an encoded image held in memory as RGB ``[H, W, 3]`` uint8 (EXIF applied).
+
+    Raises:
+        UnreadableError: Empty, or not a decodable image.
+    """
+    import cv2
+
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
         raise UnreadableError("not a decodable image (corrupt, truncated or unknown format)")
@@ -81,6 +98,23 @@ class SourceItem:
         if self.path is None:
             raise UnreadableError("item has neither a path nor a frame")
         return decode_image(self.path)
+
+    def load_reduced(self, size: tuple[int, int]) -> tuple[NDArray[np.uint8], tuple[int, int]]:
+        """The RGB image, decoded at a reduced JPEG scale that still covers ``size``.
+
+        Returns:
+            The image and the full ``(height, width)`` it stands for (equal to the image's
+            own size for frames and for files decoded at full scale).
+
+        Raises:
+            UnreadableError: The image file cannot be decoded.
+        """
+        if self.path is None or self.bgr is not None:
+            image = self.load()
+            return image, (image.shape[0], image.shape[1])
+        from detforge.runtime.reduced_decode import decode_reduced
+
+        return decode_reduced(self.path, size)
 
 
 @dataclass(frozen=True, slots=True)
