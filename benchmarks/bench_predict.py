@@ -17,12 +17,15 @@ What it does, all in one process except the memory runs:
    images are cut into ``--chunks`` slices and each slice goes through every pair in turn,
    starting one further along the list each time, so load from elsewhere on a shared
    machine hits all pairs alike. Every pair is warmed up first. Methods:
-   - ``ort``: ONNX Runtime alone (default session options) on batches of 1 preprocessed
+   - ``ort``: ONNX Runtime alone (default session options) on batches (of the size
+     ``--batch auto`` picks for the pipeline) preprocessed
      beforehand (letterbox + /255 outside the timer): the ceiling the pipeline is held to;
    - ``model_only``: detforge's own backend (``Model.infer``, the session the pipeline
      uses: intra-op threads that sleep when idle) on the same preprocessed batches;
+   - ``fast``: the pipeline with ``fast_decode=True`` (``detforge predict --fast-decode``),
+     for the models whose input is at least 2x smaller than the images (320);
    - ``detforge``: ``run_pipeline`` end to end over a list file of the slice (decode,
-     letterbox, infer, box decoding + NMS; ``--batch auto``, which is 1 on this CPU; no sink);
+     letterbox, infer, box decoding + NMS; ``--batch auto``: 8 at 320, 4 at 640; no sink);
    - ``ultralytics``: ``YOLO(onnx).predict(files, stream=True)`` on the same files (FP32
      models only), with ``rect=False``: the file has a dynamic batch, which Ultralytics takes
      for a dynamic input size and would otherwise letterbox to the smallest stride multiple
@@ -59,6 +62,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench_predict"
 CONF = 0.25
+IMAGE_HW = (480, 640)  # the benchmark's JPEGs
 SPIN = False  # --spin: detforge sessions let idle ONNX Runtime threads spin
 
 
@@ -111,28 +115,32 @@ def make_models(cache: Path, images: list[Path]) -> dict[str, Path]:
     return models
 
 
-def _preprocessed(model_path: Path, images: list[Path]) -> list[Any]:
-    """Preprocessed ``[1, 3, H, W]`` tensors of ``images`` (letterbox + /255)."""
+def _preprocessed(model_path: Path, images: list[Path], batch: int) -> list[Any]:
+    """Preprocessed ``[batch, 3, H, W]`` tensors of ``images`` (letterbox + /255)."""
+    import numpy as np
+
     from detforge.runtime import load_model
     from detforge.runtime.sources import decode_image
 
     with load_model(model_path, device="cpu") as m:
-        return [m.preprocess(decode_image(p))[0][None] for p in images]
+        tensors = [m.preprocess(decode_image(p))[0] for p in images]
+    return [np.stack(tensors[i:i + batch]) for i in range(0, len(tensors), batch)]
 
 
 class OrtRunner:
-    """ONNX Runtime alone (default session options, CPU) on preprocessed batches of 1."""
+    """ONNX Runtime alone (default session options, CPU) on preprocessed batches of the
+    size the pipeline's ``--batch auto`` takes."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, batch: int) -> None:
         import onnxruntime as ort
 
-        self.path = model_path
+        self.path, self.batch = model_path, batch
         self.sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
         self.name = self.sess.get_inputs()[0].name
 
     def __call__(self, images: list[Path]) -> tuple[int, float]:
         busy = 0.0
-        for x in _preprocessed(self.path, images):  # outside the timer
+        for x in _preprocessed(self.path, images, self.batch):  # outside the timer
             t0 = time.perf_counter()
             self.sess.run(None, {self.name: x})
             busy += time.perf_counter() - t0
@@ -141,17 +149,17 @@ class OrtRunner:
 
 class DetforgeModelOnly:
     """detforge's backend alone (``Model.infer``, the pipeline's own session) on the same
-    preprocessed batches of 1: the model-only figure ``detforge benchmark`` reports."""
+    preprocessed batches: the model-only figure ``detforge benchmark`` reports."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, batch: int) -> None:
         from detforge.runtime import load_model
 
-        self.path = model_path
+        self.path, self.batch = model_path, batch
         self.model = load_model(model_path, device="cpu", conf=CONF, spin=SPIN)
 
     def __call__(self, images: list[Path]) -> tuple[int, float]:
         busy = 0.0
-        for x in _preprocessed(self.path, images):  # outside the timer
+        for x in _preprocessed(self.path, images, self.batch):  # outside the timer
             t0 = time.perf_counter()
             self.model.infer(x)
             busy += time.perf_counter() - t0
@@ -161,11 +169,12 @@ class DetforgeModelOnly:
 class DetforgeRunner:
     """detforge's pipeline end to end (``--batch auto``, no sink) over a list of files."""
 
-    def __init__(self, model_path: Path, work: Path) -> None:
+    def __init__(self, model_path: Path, work: Path, *, fast_decode: bool = False) -> None:
         from detforge.runtime import load_model
 
         self.model = load_model(model_path, device="cpu", conf=CONF, spin=SPIN)
-        self.list_file = work / f"{model_path.stem}.txt"
+        self.list_file = work / f"{model_path.stem}{'_fast' if fast_decode else ''}.txt"
+        self.fast_decode = fast_decode
 
     def __call__(self, images: list[Path]) -> tuple[int, float]:
         from detforge.runtime.pipeline import run_pipeline
@@ -173,7 +182,7 @@ class DetforgeRunner:
 
         self.list_file.write_text("".join(f"{p}\n" for p in images))
         stats = run_pipeline(self.model, open_source(self.list_file), [], batch="auto",
-                             progress=False, warmup=False)
+                             progress=False, warmup=False, fast_decode=self.fast_decode)
         return stats.images, stats.wall_s
 
 
@@ -238,12 +247,20 @@ def measure(models: dict[str, Path], images: list[Path], chunks: int,
     one further along the list each time, so load from elsewhere hits all pairs alike.
     """
     from detforge.runtime.metadata import read_onnx_meta
+    from detforge.runtime.reduced_decode import reduction_for
 
     jobs: list[tuple[str, str, Callable[[list[Path]], tuple[int, float]]]] = []
+    from detforge.runtime.pipeline import resolve_batch
+
+    batches = {}
     for name, path in models.items():
-        jobs.append((name, "ort", OrtRunner(path)))
-        jobs.append((name, "model_only", DetforgeModelOnly(path)))
-        jobs.append((name, "detforge", DetforgeRunner(path, work)))
+        e2e = DetforgeRunner(path, work)
+        batches[name] = resolve_batch(e2e.model, "auto")
+        jobs.append((name, "ort", OrtRunner(path, batches[name])))
+        jobs.append((name, "model_only", DetforgeModelOnly(path, batches[name])))
+        jobs.append((name, "detforge", e2e))
+        if reduction_for(IMAGE_HW, read_onnx_meta(path).imgsz) > 1:  # --fast-decode helps
+            jobs.append((name, "fast", DetforgeRunner(path, work, fast_decode=True)))
         if name.startswith("fp32"):
             jobs.append((name, "ultralytics", UltralyticsRunner(path, read_onnx_meta(path).imgsz)))
     for _, _, fn in jobs:  # warm-up: sessions, thread pools, Ultralytics' own warm-up
@@ -262,9 +279,10 @@ def measure(models: dict[str, Path], images: list[Path], chunks: int,
     rows = []
     for name in models:
         ips = {k: totals[(name, k)][0] / totals[(name, k)][1]
-               for k in ("ort", "model_only", "detforge", "ultralytics")
+               for k in ("ort", "model_only", "detforge", "fast", "ultralytics")
                if (name, k) in totals}
-        rows.append({"model": name, "ort_model_only_ips": round(ips["ort"], 2),
+        rows.append({"model": name, "batch": batches[name],
+                     "ort_model_only_ips": round(ips["ort"], 2),
                      "detforge_model_only_ips": round(ips["model_only"], 2),
                      "detforge_end_to_end_ips": round(ips["detforge"], 2),
                      "detforge_e2e_vs_model_only": round(ips["detforge"] / ips["model_only"],
@@ -274,6 +292,12 @@ def measure(models: dict[str, Path], images: list[Path], chunks: int,
                      "detforge_vs_ort": round(ips["detforge"] / ips["ort"], 3),
                      "detforge_vs_ultralytics": round(ips["detforge"] / ips["ultralytics"], 3)
                      if "ultralytics" in ips else None})
+        if "fast" in ips:  # detforge predict --fast-decode
+            rows[-1].update({
+                "fast_decode_end_to_end_ips": round(ips["fast"], 2),
+                "fast_decode_vs_ort": round(ips["fast"] / ips["ort"], 3),
+                "fast_decode_vs_ultralytics": round(ips["fast"] / ips["ultralytics"], 3)
+                if "ultralytics" in ips else None})
     ref = next((r for r in rows if r["model"] == "fp32 640"), None)
     for row in rows:  # rectangular and INT8 against the square FP32 640 model-only ceiling
         if ref is not None and row["model"] in ("fp32 480x640", "int8 640", "int8 480x640"):
@@ -296,6 +320,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{r['detforge_vs_ort']:>8.2f} {r['detforge_e2e_vs_model_only']:>9.2f} "
               f"{'-' if vs_ul is None else f'{vs_ul:.2f}':>7} "
               f"{'-' if sq is None else f'{sq:.2f}':>14}")
+    for r in rows:
+        if "fast_decode_end_to_end_ips" in r:
+            vs_ul = r["fast_decode_vs_ultralytics"]
+            print(f"{r['model']:<13} --fast-decode end-to-end "
+                  f"{r['fast_decode_end_to_end_ips']:.1f} img/s: "
+                  f"{r['fast_decode_vs_ort']:.2f}x ORT model-only, "
+                  f"{'-' if vs_ul is None else f'{vs_ul:.2f}'}x Ultralytics")
 
 
 def main() -> None:
@@ -348,8 +379,8 @@ def main() -> None:
     # Sections not measured in this run (e.g. a memory-only run) keep their earlier figures.
     out = json.loads(args.json.read_text()) if args.json.is_file() else {}
     run = {"date": date.today().isoformat(), "command": " ".join(sys.argv[1:]),
-           "images": len(images), "image_size": "640x480", "conf": CONF, "batch": 1,
-           "spin": SPIN,
+           "images": len(images), "image_size": "640x480", "conf": CONF,
+           "batch": "auto (per row)", "spin": SPIN,
            "load_average_after": [round(v, 1) for v in os.getloadavg()],
            "wall_s": round(time.perf_counter() - start, 1)}
     if rows:

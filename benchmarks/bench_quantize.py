@@ -49,11 +49,13 @@ def make_dataset(cache: Path, *, images: int) -> Path:
 
 
 def train_model(cache: Path, data: Path, *, minutes: float, imgsz: int = 320,
-                threads: int | None = None) -> Path:
-    """Train YOLO11n for about ``minutes`` of wall time (once) and return its best.pt.
+                threads: int | None = None, epochs: int | None = None,
+                activation: str | None = None) -> Path:
+    """Train YOLO11n for about ``minutes`` of wall time, or ``epochs``, (once) -> its best.pt.
 
     Ultralytics' ``time`` argument re-plans the epoch count after the first epoch so the
-    learning-rate schedule and the mosaic close-out fit the budget.
+    learning-rate schedule and the mosaic close-out fit the budget. ``activation`` builds
+    the model with another activation (``TrainConfig.activation``).
     """
     from detforge.train.backends.ultralytics import UltralyticsBackend
     from detforge.train.config import TrainConfig
@@ -65,11 +67,12 @@ def train_model(cache: Path, data: Path, *, minutes: float, imgsz: int = 320,
 
     class TimedBackend(UltralyticsBackend):
         def _args(self, config: TrainConfig, data_yaml: Path, run_dir: Path) -> dict[str, Any]:
-            return {**super()._args(config, data_yaml, run_dir), "time": minutes / 60}
+            timed = {} if epochs else {"time": minutes / 60}
+            return {**super()._args(config, data_yaml, run_dir), **timed}
 
     config = TrainConfig(
-        data=data, model="yolo11n.yaml", epochs=300, imgsz=imgsz, batch=8, seed=0,
-        threads=threads,
+        data=data, model="yolo11n.yaml", activation=activation, epochs=epochs or 300,
+        imgsz=imgsz, batch=8, seed=0, threads=threads,
         name="bench", out=cache / "runs", plots=False,
         optim={"nbs": 8, "warmup_epochs": 1.0},
         augment={"close_mosaic": 3},
@@ -78,7 +81,8 @@ def train_model(cache: Path, data: Path, *, minutes: float, imgsz: int = 320,
     print(f"trained {result.epochs_done} epochs: {result.final_metrics}")
     shutil.copyfile(result.best, weights)
     (cache / "train.json").write_text(json.dumps(
-        {"epochs": result.epochs_done, "minutes": minutes, "imgsz": imgsz, "threads": threads,
+        {"epochs": result.epochs_done, "minutes": None if epochs else minutes, "imgsz": imgsz,
+         "threads": threads, "activation": activation or "silu",
          "final_metrics": result.final_metrics, "run_dir": str(result.run_dir)}, indent=2))
     return weights
 
@@ -209,6 +213,11 @@ def main() -> None:
     parser.add_argument("--train-imgsz", type=int, default=320)
     parser.add_argument("--train-threads", type=int, default=None,
                         help="torch threads (1 wastes less on an oversubscribed machine)")
+    parser.add_argument("--train-epochs", type=int, default=None,
+                        help="train this many epochs instead of --train-minutes")
+    parser.add_argument("--activation", choices=["silu", "relu"], default=None,
+                        help="train the YOLO11n with this activation; its models are cached "
+                             "in CACHE/act-<name> (default: the YAML's SiLU, in CACHE)")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
@@ -226,8 +235,11 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     _offline(args.cache)
     data = make_dataset(args.cache, images=args.images)
-    pt = train_model(args.cache, data, minutes=args.train_minutes, imgsz=args.train_imgsz,
-                     threads=args.train_threads)
+    cache = args.cache / f"act-{args.activation}" if args.activation else args.cache
+    cache.mkdir(exist_ok=True)
+    pt = train_model(cache, data, minutes=args.train_minutes, imgsz=args.train_imgsz,
+                     threads=args.train_threads, epochs=args.train_epochs,
+                     activation=args.activation)
     if args.train_only:
         return
     from detforge.data.formats import read_dataset
@@ -236,9 +248,9 @@ def main() -> None:
 
     val = calibration_files(read_dataset(data), max(args.batches), split="val")
     result: dict[str, Any] = {"machine": _machine(), "trained": json.loads(
-        (args.cache / "train.json").read_text()), "rows": [], "quantize": []}
+        (cache / "train.json").read_text()), "rows": [], "quantize": []}
     for imgsz in args.sizes:
-        models, records = make_models(args.cache, pt, data, imgsz, methods=args.methods,
+        models, records = make_models(cache, pt, data, imgsz, methods=args.methods,
                                       flavours=args.flavours, calib_images=args.calib_images,
                                       ultralytics=not args.no_ultralytics)
         result["quantize"] += records
