@@ -56,6 +56,35 @@ def test_predict_fast_decode_keeps_original_pixels(tiny_onnx: Path, tmp_path: Pa
     assert any(x2 > 128 for _, _, x2, _ in boxes)  # not left in the reduced image's pixels
 
 
+def test_predict_coco_with_gt_ids_is_ready_for_evaluate(tmp_path: Path) -> None:
+    from detforge.data.synth import synthesize
+
+    synthesize(tmp_path / "ds", images=6, classes=2, seed=0, size=(96, 64), fmt="coco",
+               splits=None)
+    gt_file = next((tmp_path / "ds").rglob("*.json"))
+    gt = json.loads(gt_file.read_text())
+    model = tiny_onnx_model(tmp_path / "m.onnx",
+                            classes=[c["name"] for c in gt["categories"]][::-1])
+    out = tmp_path / "dt.json"
+    result = runner.invoke(app, ["predict", str(model), str(tmp_path / "ds"), "--out", str(out),
+                                 "--format", "coco", "--gt", str(gt_file), "--conf", "0.01",
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    dt = json.loads(out.read_text())
+    assert dt and {r["image_id"] for r in dt} == {im["id"] for im in gt["images"]}
+    assert {r["category_id"] for r in dt} <= {c["id"] for c in gt["categories"]}
+    scored = runner.invoke(app, ["evaluate", "--predictions", str(out), "--gt", str(gt_file)])
+    assert scored.exit_code == 0, scored.output
+    # a model whose classes the ground truth does not name, and --gt with another format
+    wrong = runner.invoke(app, ["predict", str(tiny_onnx_model(tmp_path / "w.onnx")),
+                                str(tmp_path / "ds"), "--out", str(out), "--format", "coco",
+                                "--gt", str(gt_file), "--no-progress"])
+    assert wrong.exit_code == 2 and "no category named ['cat', 'dog']" in wrong.output
+    jsonl = runner.invoke(app, ["predict", str(model), str(tmp_path / "ds"), "--out",
+                                str(out), "--gt", str(gt_file), "--no-progress"])
+    assert jsonl.exit_code == 2 and "--gt only applies to --format coco" in jsonl.output
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--batch", "many"], "ConfigError: --batch 'many'"),
     (["--imgsz", "0,5"], "ConfigError: --imgsz"),

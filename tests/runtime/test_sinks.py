@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,18 @@ def test_coco_image_id_map_names_missing_source(tmp_path: Path) -> None:
     sink.write(_predictions()[0])
     with pytest.raises(ConfigError, match="v.mp4#3: not in the COCO image id map"):
         sink.write(_predictions()[1])
+
+
+def test_coco_image_ids_match_the_longest_listed_path_suffix(tmp_path: Path) -> None:
+    sink = CocoSink(tmp_path / "r.json", CLASSES,
+                    image_ids={"a.jpg": 1, "val/a.jpg": 2, "x/b.jpg": 3})
+    for source in ("/data/ds/val/a.jpg", "/data/ds/train/a.jpg", "ds/x/b.jpg"):
+        sink.write(Prediction(source, None, 10, 10, _predictions()[0].detections))
+    sink.close()
+    assert sorted({r["image_id"] for r in json.loads((tmp_path / "r.json").read_text())}) \
+        == [1, 2, 3]
+    with pytest.raises(ConfigError, match="b.jpg: not in the COCO image id map"):
+        sink.write(Prediction("elsewhere/b.jpg", None, 10, 10, _predictions()[0].detections))
 
 
 def test_vis_sink_writes_images_and_video(tmp_path: Path) -> None:

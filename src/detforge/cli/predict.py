@@ -36,19 +36,24 @@ def predict_command(
         help="Decode JPEGs at 1/2, 1/4 or 1/8 scale when the input is that much smaller "
              "(e.g. 4000x3000 photos at 640: about 4x less decode work). Pixels differ "
              "slightly from a full decode; not used with --save-vis.")] = False,
+    gt: Annotated[Path | None, typer.Option(
+        help="COCO ground truth: --format coco results use its image and category ids, "
+             "ready for `detforge evaluate --predictions OUT --gt GT`.")] = None,
 ) -> None:
     """Detect objects and write one record per image or frame.
 
     Example: detforge predict model.onnx photos/ --out dets.jsonl --save-vis vis/
 
     Example: detforge predict model.onnx /library/2024/ --out dets.jsonl --fast-decode
+
+    Example: detforge predict model.onnx ds/images --format coco --gt gt.json --out dt.json
     """
     from detforge.runtime.predict import parse_batch, parse_imgsz, predict
 
     stats = predict(model, source, out=out, fmt=fmt, save_vis=save_vis, conf=conf, iou=iou,
                     max_det=max_det, batch=parse_batch(batch), imgsz=parse_imgsz(imgsz),
                     workers=workers, every=every, fps=fps, keyframes=keyframes, device=device,
-                    track=track, progress=progress, spin=spin, fast_decode=fast_decode)
+                    track=track, progress=progress, spin=spin, fast_decode=fast_decode, gt=gt)
     typer.echo(stats.format())
     typer.echo(f"wrote {out}" + (f" and {save_vis}/" if save_vis else ""))
     if stats.interrupted:

@@ -50,7 +50,8 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
             max_det: int = 300, batch: int | str = "auto", imgsz: tuple[int, int] | None = None,
             workers: int | None = None, every: int = 1, fps: float | None = None,
             keyframes: bool = False, device: str = "auto", track: bool = False,
-            progress: bool = True, spin: bool = False, fast_decode: bool = False) -> RunStats:
+            progress: bool = True, spin: bool = False, fast_decode: bool = False,
+            gt: str | Path | None = None) -> RunStats:
     """Detect objects in every image or sampled frame of ``source`` and write them to ``out``.
 
     Args:
@@ -74,6 +75,7 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         spin: Idle ONNX Runtime threads spin (faster on a CPU the run has to itself).
         fast_decode: Decode JPEGs at a reduced scale when the input size allows it
             (faster; pixels differ slightly from a full decode; off with ``save_vis``).
+        gt: COCO ground-truth JSON: ``coco`` results then use its image and category ids.
 
     Returns:
         The run's statistics (``interrupted`` is True after Ctrl-C; the output then holds
@@ -94,7 +96,7 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         tracker = ByteTracker(frame_rate=fps or 30.0)
     with load_model(model, device=device, imgsz=imgsz, conf=conf, iou=iou,
                     max_det=max_det, spin=spin) as m:
-        sinks: list[Sink] = [make_sink(fmt, out, m.classes)]
+        sinks: list[Sink] = [make_sink(fmt, out, m.classes, gt=gt)]
         if save_vis is not None:
             sinks.append(VisSink(save_vis, m.classes))
         return run_pipeline(m, src, sinks, batch=batch, workers=workers, tracker=tracker,

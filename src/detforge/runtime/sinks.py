@@ -30,7 +30,7 @@ from detforge.core.errors import ConfigError
 from detforge.runtime.vis import VisSink
 
 __all__ = ["SINK_FORMATS", "CocoSink", "CsvSink", "JsonlSink", "Prediction", "Sink", "VisSink",
-           "make_sink", "read_coco_results", "read_csv", "read_jsonl"]
+           "coco_ids_from_gt", "make_sink", "read_coco_results", "read_csv", "read_jsonl"]
 
 SINK_FORMATS = ("jsonl", "coco", "csv")
 CSV_FIELDS = ("source", "frame", "width", "height", "x1", "y1", "x2", "y2", "score", "class_id",
@@ -135,8 +135,12 @@ class CocoSink:
     Args:
         path: Output file.
         classes: Class names.
-        image_ids: Source (file path as given) -> COCO image id; default: 1, 2, ... in order.
+        image_ids: COCO image id by file path; a source matches the longest of its path
+            suffixes listed (``ds/images/a.jpg`` matches ``images/a.jpg`` or ``a.jpg``, the
+            ``file_name`` of a ground-truth JSON). Default: 1, 2, ... in order.
         category_ids: COCO category id per class id; default: the class id itself.
+
+    See :func:`coco_ids_from_gt` for both maps from a ground-truth file.
     """
 
     needs_image = False
@@ -157,10 +161,13 @@ class CocoSink:
         key = prediction.source if prediction.frame is None else (
             f"{prediction.source}#{prediction.frame}")
         if self.image_ids is not None:
-            if key not in self.image_ids:
+            parts = Path(key).parts
+            found = next((self.image_ids[k] for k in (
+                "/".join(parts[i:]) for i in range(len(parts))) if k in self.image_ids), None)
+            if found is None:
                 raise ConfigError(f"{key}: not in the COCO image id map; pass the ground-truth "
                                   f"JSON that lists it, or drop the map")
-            image_id = self.image_ids[key]
+            image_id = found
         else:
             image_id = self._count
         d = prediction.detections
@@ -177,23 +184,60 @@ class CocoSink:
         atomic_write_json(self.path, self._results, indent=None)
 
 
-def make_sink(fmt: str, path: str | Path, classes: Sequence[str]) -> Sink:
+def coco_ids_from_gt(gt: str | Path, classes: Sequence[str]) -> tuple[dict[str, int],
+                                                                     list[int]]:
+    """Image ids by ``file_name`` and the category id of each class, from a COCO GT file.
+
+    With these, ``detforge predict --format coco --gt GT.json`` writes results that
+    ``detforge evaluate --predictions`` scores against that file directly.
+
+    Raises:
+        ConfigError: The file is unreadable or not COCO, or a class has no category of
+            that name (the message lists the file's names).
+    """
+    from detforge.core.jsonfile import parse_json
+
+    path = Path(gt)
+    try:
+        data = parse_json(path.read_bytes())
+        images = {str(Path(im["file_name"]).as_posix()): int(im["id"])
+                  for im in data["images"]}
+        by_name = {str(c["name"]): int(c["id"]) for c in data["categories"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a readable COCO ground-truth file ({exc}); give the "
+                          "JSON with 'images' and 'categories' the predictions are for") from exc
+    missing = [c for c in classes if c not in by_name]
+    if missing:
+        raise ConfigError(f"{path}: no category named {missing} (it has {sorted(by_name)}); "
+                          "the model's class names must match the ground truth's")
+    return images, [by_name[c] for c in classes]
+
+
+def make_sink(fmt: str, path: str | Path, classes: Sequence[str], *,
+              gt: str | Path | None = None) -> Sink:
     """A file sink by format name.
 
     Args:
         fmt: ``"jsonl"``, ``"coco"`` or ``"csv"``.
         path: Output file.
         classes: Class names.
+        gt: COCO ground truth whose image and category ids the ``coco`` results use.
 
     Raises:
-        ConfigError: Unknown format; the message lists the valid ones.
+        ConfigError: Unknown format (the message lists the valid ones), ``gt`` with another
+            format, or an unusable ``gt`` file.
     """
+    if gt is not None and fmt != "coco":
+        raise ConfigError(f"--gt only applies to --format coco, not {fmt!r}")
     if fmt == "jsonl":
         return JsonlSink(path, classes)
     if fmt == "csv":
         return CsvSink(path, classes)
     if fmt == "coco":
-        return CocoSink(path, classes)
+        if gt is None:
+            return CocoSink(path, classes)
+        image_ids, category_ids = coco_ids_from_gt(gt, classes)
+        return CocoSink(path, classes, image_ids=image_ids, category_ids=category_ids)
     raise ConfigError(f"unknown output format {fmt!r}; choose one of {list(SINK_FORMATS)}")
 
 
