@@ -83,6 +83,12 @@ def test_predict_coco_with_gt_ids_is_ready_for_evaluate(tmp_path: Path) -> None:
     jsonl = runner.invoke(app, ["predict", str(model), str(tmp_path / "ds"), "--out",
                                 str(out), "--gt", str(gt_file), "--no-progress"])
     assert jsonl.exit_code == 2 and "--gt only applies to --format coco" in jsonl.output
+    # a results file where the ground truth belongs: the evaluator's own check and message
+    results = runner.invoke(app, ["predict", str(model), str(tmp_path / "ds"), "--out",
+                                  str(tmp_path / "x.json"), "--format", "coco", "--gt",
+                                  str(out), "--no-progress"])
+    assert results.exit_code == 2 and "not a COCO ground-truth file" in results.output
+    assert "Traceback" not in results.output
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from detforge.core.atomic import atomic_open, atomic_write_json
 from detforge.core.detections import Detections
-from detforge.core.errors import ConfigError
+from detforge.core.errors import ConfigError, DatasetError
 from detforge.runtime.vis import VisSink
 
 __all__ = ["SINK_FORMATS", "CocoSink", "CsvSink", "JsonlSink", "Prediction", "Sink", "VisSink",
@@ -192,20 +192,20 @@ def coco_ids_from_gt(gt: str | Path, classes: Sequence[str]) -> tuple[dict[str, 
     ``detforge evaluate --predictions`` scores against that file directly.
 
     Raises:
-        ConfigError: The file is unreadable or not COCO, or a class has no category of
-            that name (the message lists the file's names).
+        DatasetError: The file is unreadable, not a COCO ground truth (checked as
+            ``detforge evaluate --gt`` checks it), or an image has no ``file_name``.
+        ConfigError: A class has no category of that name (the message lists the file's).
     """
-    from detforge.core.jsonfile import parse_json
+    from detforge.evaluate.coco import load_json, validate_gt
 
     path = Path(gt)
-    try:
-        data = parse_json(path.read_bytes())
-        images = {str(Path(im["file_name"]).as_posix()): int(im["id"])
-                  for im in data["images"]}
-        by_name = {str(c["name"]): int(c["id"]) for c in data["categories"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a readable COCO ground-truth file ({exc}); give the "
-                          "JSON with 'images' and 'categories' the predictions are for") from exc
+    data = validate_gt(load_json(path, "COCO ground-truth"), path)
+    nameless = [i for i, im in enumerate(data["images"]) if "file_name" not in im]
+    if nameless:
+        raise DatasetError(f"images[{nameless[0]}] lacks 'file_name'; predictions are matched "
+                           "to ground-truth images by file name", path=path)
+    images = {Path(str(im["file_name"])).as_posix(): int(im["id"]) for im in data["images"]}
+    by_name = {str(c["name"]): int(c["id"]) for c in data["categories"]}
     missing = [c for c in classes if c not in by_name]
     if missing:
         raise ConfigError(f"{path}: no category named {missing} (it has {sorted(by_name)}); "
@@ -225,7 +225,8 @@ def make_sink(fmt: str, path: str | Path, classes: Sequence[str], *,
 
     Raises:
         ConfigError: Unknown format (the message lists the valid ones), ``gt`` with another
-            format, or an unusable ``gt`` file.
+            format, or model classes ``gt`` does not name.
+        DatasetError: An unusable ``gt`` file.
     """
     if gt is not None and fmt != "coco":
         raise ConfigError(f"--gt only applies to --format coco, not {fmt!r}")
