@@ -178,8 +178,10 @@ def test_activation_needs_a_yolo_yaml(tmp_path: Path) -> None:
     weights = tmp_path / "best.pt"
     weights.write_bytes(b"x")
     assert TrainConfig(model="yolo11n.yaml", activation="relu").activation == "relu"
-    with pytest.raises(ConfigError, match="keep the activation they were trained with"):
+    with pytest.raises(ConfigError, match="keep the activation they were trained with") as err:
         load_train_config(overrides=[f"model={weights}", "activation=relu"])
+    assert str(err.value).startswith("activation 'relu' applies to a model built from a YAML")
+    assert "got {" not in str(err.value)  # not the whole config dumped after it
     with pytest.raises(ConfigError, match="RT-DETR"):
         load_train_config(overrides=["model=rtdetr-l.yaml", "activation=relu"])
     with pytest.raises(ConfigError, match="activation"):

@@ -82,9 +82,12 @@ def _explain(model: type[BaseModel], exc: ValidationError, path: str | Path | No
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown key {loc!r}; valid keys: {sorted(model.model_fields)}")
+        elif not loc:  # a check across fields: its message names them, the input is everything
+            lines.append(msg)
         else:
-            lines.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"{loc}: {msg} (got {err.get('input')!r})")
     where = f"{path}: " if path else ""
     return where + "; ".join(lines)
