@@ -92,8 +92,8 @@ def choose_batch(profile: HardwareProfile, *, device: str, fixed_batch: int | No
     1280x1280), a power of two: small inputs then pay the per-call and hand-over costs once
     per batch instead of once per image, while large ones, where a bigger batch only
     crowds the caches, stay small. Measured end to end on a 2-core CPU (640x480 JPEGs,
-    YOLO11n, share of ONNX Runtime's model-only speed): 320 FP32 0.81x at batch 1, 0.92x
-    at 8; 480x640 INT8 0.91x at 1, 0.98x at 4; 640 FP32 0.92x at 1, 0.90x at 4. The
+    YOLO11n, share of ONNX Runtime's model-only speed; BENCHMARKS.md, Runtime throughput):
+    320 FP32 0.81x at batch 1, 0.92x at 8; at 480x640 and 640 batch 1 and 4 within 2 %. The
     dynamic batcher only waits a few milliseconds for a batch to fill, so a slow stream
     still runs image by image. On a GPU the batch grows with GPU memory and shrinks with
     input area.
