@@ -20,12 +20,14 @@ What it does, all in one process except the memory runs:
    - ``ort``: ONNX Runtime alone (default session options) on batches (of the size
      ``--batch auto`` picks for the pipeline) preprocessed
      beforehand (letterbox + /255 outside the timer): the ceiling the pipeline is held to;
-   - ``model_only``: detforge's own backend (``Model.infer``, the session the pipeline
-     uses: intra-op threads that sleep when idle) on the same preprocessed batches;
+   - ``model_only``: detforge's own backend (``Model.infer`` on the pipeline's inference
+     streams: two single-thread sessions called at once on two cores) on the same
+     preprocessed batches;
    - ``fast``: the pipeline with ``fast_decode=True`` (``detforge predict --fast-decode``),
      for the models whose input is at least 2x smaller than the images (320);
    - ``detforge``: ``run_pipeline`` end to end over a list file of the slice (decode,
-     letterbox, infer, box decoding + NMS; ``--batch auto``: 8 at 320, 4 at 640; no sink);
+     letterbox, infer, box decoding + NMS; ``--batch auto --streams auto``: two streams,
+     batches of 4 at 320, 1 at 640; no sink);
    - ``ultralytics``: ``YOLO(onnx).predict(files, stream=True)`` on the same files (FP32
      models only), with ``rect=False``: the file has a dynamic batch, which Ultralytics takes
      for a dynamic input size and would otherwise letterbox to the smallest stride multiple
@@ -148,22 +150,26 @@ class OrtRunner:
 
 
 class DetforgeModelOnly:
-    """detforge's backend alone (``Model.infer``, the pipeline's own session) on the same
-    preprocessed batches: the model-only figure ``detforge benchmark`` reports."""
+    """detforge's backend alone (``Model.infer`` on the pipeline's own inference streams,
+    called from as many threads) on the same preprocessed batches: the model-only figure
+    ``detforge benchmark`` reports."""
 
     def __init__(self, model_path: Path, batch: int) -> None:
         from detforge.runtime import load_model
+        from detforge.runtime.pipeline import resolve_streams
 
         self.path, self.batch = model_path, batch
         self.model = load_model(model_path, device="cpu", conf=CONF, spin=SPIN)
+        self.streams, self.backend = resolve_streams(self.model, "auto")
 
     def __call__(self, images: list[Path]) -> tuple[int, float]:
-        busy = 0.0
-        for x in _preprocessed(self.path, images, self.batch):  # outside the timer
+        from concurrent.futures import ThreadPoolExecutor
+
+        batches = _preprocessed(self.path, images, self.batch)  # outside the timer
+        with ThreadPoolExecutor(self.streams) as pool:
             t0 = time.perf_counter()
-            self.model.infer(x)
-            busy += time.perf_counter() - t0
-        return len(images), busy
+            list(pool.map(lambda x: self.model.infer(x, backend=self.backend), batches))
+            return len(images), time.perf_counter() - t0
 
 
 class DetforgeRunner:
@@ -250,12 +256,13 @@ def measure(models: dict[str, Path], images: list[Path], chunks: int,
     from detforge.runtime.reduced_decode import reduction_for
 
     jobs: list[tuple[str, str, Callable[[list[Path]], tuple[int, float]]]] = []
-    from detforge.runtime.pipeline import resolve_batch
+    from detforge.runtime.pipeline import resolve_batch, resolve_streams
 
-    batches = {}
+    batches, streams = {}, {}
     for name, path in models.items():
         e2e = DetforgeRunner(path, work)
-        batches[name] = resolve_batch(e2e.model, "auto")
+        streams[name] = resolve_streams(e2e.model, "auto")[0]
+        batches[name] = resolve_batch(e2e.model, "auto", streams=streams[name])
         jobs.append((name, "ort", OrtRunner(path, batches[name])))
         jobs.append((name, "model_only", DetforgeModelOnly(path, batches[name])))
         jobs.append((name, "detforge", e2e))
@@ -281,7 +288,7 @@ def measure(models: dict[str, Path], images: list[Path], chunks: int,
         ips = {k: totals[(name, k)][0] / totals[(name, k)][1]
                for k in ("ort", "model_only", "detforge", "fast", "ultralytics")
                if (name, k) in totals}
-        rows.append({"model": name, "batch": batches[name],
+        rows.append({"model": name, "batch": batches[name], "streams": streams[name],
                      "ort_model_only_ips": round(ips["ort"], 2),
                      "detforge_model_only_ips": round(ips["model_only"], 2),
                      "detforge_end_to_end_ips": round(ips["detforge"], 2),

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,7 +41,8 @@ class FakeBackend(BackendBase):
             function from the batch to the outputs.
         input_spec: The input it claims to take (default: dynamic batch, 64x64).
         delay: Seconds each :meth:`infer` sleeps, to simulate a slow model.
-        interrupt_on_call: Raise ``KeyboardInterrupt`` on this 1-based call (Ctrl-C tests).
+        interrupt_on_call: On this 1-based call, send this process SIGINT as Ctrl-C would
+            (Python raises ``KeyboardInterrupt`` in the main thread); the call still returns.
 
     Attributes:
         batch_sizes: The batch size of every call so far.
@@ -74,8 +77,8 @@ class FakeBackend(BackendBase):
     def infer(self, batch: NDArray[np.float32]) -> RawOutput:
         """Return the fixed outputs for ``batch``."""
         self.batch_sizes.append(len(batch))
-        if self.interrupt_on_call is not None and len(self.batch_sizes) >= self.interrupt_on_call:
-            raise KeyboardInterrupt
+        if self.interrupt_on_call is not None and len(self.batch_sizes) == self.interrupt_on_call:
+            os.kill(os.getpid(), signal.SIGINT)
         if self.delay:
             time.sleep(self.delay)
         if callable(self._outputs):

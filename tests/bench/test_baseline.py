@@ -68,15 +68,22 @@ def test_bad_tolerance_rejected(tolerance: float) -> None:
 
 
 def test_json_round_trip(tmp_path: Path) -> None:
-    rect = replace(ROW, imgsz=(480, 640), map50_95=0.4321)
+    rect = replace(ROW, imgsz=(480, 640), map50_95=0.4321, streams=2)
     path = tmp_path / "b.json"
     BenchResult(rows=[ROW, rect], skipped=["x"], settings={"repeats": 3}).write_json(path)
     data = json.loads(path.read_text())
-    assert [list(r) for r in data["rows"]] == [list(ROW_KEYS)] * 2
+    assert [list(r) for r in data["rows"]] == [[*ROW_KEYS, "streams"]] * 2
     assert data["rows"][0]["imgsz"] == 320 and data["rows"][1]["imgsz"] == [480, 640]
     assert data["rows"][0]["map50_95"] is None
     assert read_rows(path) == [ROW, rect]
     assert not compare_with_baseline([ROW, rect], path, tolerance=0.05).failed
+
+
+def test_rows_written_before_streams_read_as_one_stream(tmp_path: Path) -> None:
+    row = {k: v for k, v in replace(ROW, streams=2).to_dict().items() if k != "streams"}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"rows": [row]}))
+    assert read_rows(path) == [replace(ROW, streams=1)]
 
 
 def test_nan_figures_written_as_null(tmp_path: Path) -> None:

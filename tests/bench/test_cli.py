@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from detforge.bench.result import ROW_KEYS
 from detforge.cli import app
+from detforge.runtime.hardware import cpu_cores
 
 runner = CliRunner()
 FAST = ["--repeats", "1", "--seconds", "0.02", "--no-progress"]
@@ -29,9 +30,11 @@ def first_run(bench_models: dict[str, Path], bench_images: Path,
 def test_table_and_json(first_run: tuple[Path, str]) -> None:
     out, output = first_run
     rows = json.loads(out.read_text())["rows"]
-    assert [tuple(r) for r in rows] == [ROW_KEYS] * 3
+    assert [tuple(r) for r in rows] == [(*ROW_KEYS, "streams")] * 3
     assert [(r["model"], r["batch"], r["imgsz"]) for r in rows] == [
         ("dynamic.onnx", 1, 64), ("dynamic.onnx", 2, 64), ("fixed.onnx", 1, 64)]
+    # --streams auto on a CPU: two streams wherever there are two cores
+    assert {r["streams"] for r in rows} == {2 if cpu_cores() >= 2 else 1}
     assert all(r["format"] == "onnx" and r["precision"] == "fp32" for r in rows)
     assert all(r["map50_95"] is None and r["end_to_end_ips"] > 0 for r in rows)
     lines = output.splitlines()

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from detforge.cli import app
+from detforge.runtime.hardware import cpu_cores
 from detforge.testing import random_image, tiny_onnx_model, write_image, write_video
 
 runner = CliRunner()
@@ -39,6 +40,28 @@ def test_predict_images_and_video_to_jsonl(tiny_onnx: Path, tmp_path: Path) -> N
     assert det["class_name"] in ("cat", "dog") and det["track_id"] is None
     assert "skipped: 1" in result.output and "img/s" in result.output and "p95" in result.output
     assert (vis / "a.jpg").is_file() and (vis / "clip.mp4").is_file()
+
+
+def test_streams_give_the_same_records(tiny_onnx: Path, tmp_path: Path) -> None:
+    for i in range(13):
+        write_image(tmp_path / "src" / f"{i:02d}.jpg", random_image(48, 80, seed=i))
+    outputs = {}
+    for streams in ("1", "2"):
+        out = tmp_path / f"s{streams}.jsonl"
+        result = runner.invoke(app, ["predict", str(tiny_onnx), str(tmp_path / "src"),
+                                     "--out", str(out), "--conf", "0.1", "--batch", "2",
+                                     "--streams", streams, "--device", "cpu", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        ran = streams if cpu_cores() >= 2 else "1"  # one core: nothing to split
+        assert f"batch 2 x {ran} stream(s)" in result.output
+        outputs[streams] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(outputs["1"]) == 13
+    assert [r["source"] for r in outputs["2"]] == [r["source"] for r in outputs["1"]]
+    for a, b in zip(outputs["1"], outputs["2"], strict=True):
+        assert [d["class_id"] for d in a["detections"]] == [d["class_id"] for d in b["detections"]]
+        for da, db in zip(a["detections"], b["detections"], strict=True):
+            assert da["xyxy"] == pytest.approx(db["xyxy"], abs=1e-3)
+            assert da["score"] == pytest.approx(db["score"], abs=1e-5)
 
 
 def test_predict_fast_decode_keeps_original_pixels(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -95,7 +118,8 @@ def test_predict_coco_with_gt_ids_is_ready_for_evaluate(tmp_path: Path) -> None:
     (["--batch", "many"], "ConfigError: --batch 'many'"),
     (["--imgsz", "0,5"], "ConfigError: --imgsz"),
     (["--format", "xml"], "unknown output format 'xml'"),
-], ids=["bad-batch", "bad-imgsz", "bad-format"])
+    (["--streams", "0"], "ConfigError: --streams '0'"),
+], ids=["bad-batch", "bad-imgsz", "bad-format", "bad-streams"])
 def test_predict_bad_options_exit_2(tiny_onnx: Path, tmp_path: Path, args: list[str],
                                     message: str) -> None:
     write_image(tmp_path / "a.jpg", random_image(32, 32))

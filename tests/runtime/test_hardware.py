@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from detforge.runtime.hardware import HardwareProfile, choose_batch, cpu_cores, detect_hardware
+from detforge.runtime.hardware import (
+    HardwareProfile,
+    choose_batch,
+    choose_streams,
+    cpu_cores,
+    detect_hardware,
+)
 
 
 def _profile(cores: int = 2, gpu_gib: float | None = None) -> HardwareProfile:
@@ -15,12 +21,28 @@ def _profile(cores: int = 2, gpu_gib: float | None = None) -> HardwareProfile:
 
 
 @pytest.mark.parametrize(("hw", "batch"), [
-    ((320, 320), 8), ((256, 320), 8), ((384, 640), 4), ((480, 640), 4), ((640, 640), 4),
-    ((960, 960), 1), ((1280, 1280), 1), ((64, 64), 8)])
-def test_cpu_batch_follows_the_input_area(hw: tuple[int, int], batch: int) -> None:
-    for cores in (2, 16):
-        assert choose_batch(_profile(cores), device="cpu", fixed_batch=None, max_batch=None,
-                            input_hw=hw) == batch
+    ((320, 320), 4), ((256, 320), 4), ((384, 640), 1), ((480, 640), 1), ((640, 640), 1),
+    ((960, 960), 1), ((64, 64), 8)])
+def test_cpu_batch_two_single_thread_streams(hw: tuple[int, int], batch: int) -> None:
+    assert choose_batch(_profile(2), device="cpu", fixed_batch=None, max_batch=None,
+                        input_hw=hw, streams=2) == batch
+
+
+@pytest.mark.parametrize(("cores", "streams", "hw", "batch"), [
+    (2, 1, (320, 320), 8), (2, 1, (640, 640), 2), (2, 1, (480, 640), 2),
+    (16, 2, (640, 640), 8), (16, 2, (1280, 1280), 2), (1, 1, (640, 640), 1),
+    (1, 2, (320, 320), 4)])
+def test_cpu_batch_grows_with_the_threads_of_a_stream(cores: int, streams: int,
+                                                      hw: tuple[int, int], batch: int) -> None:
+    assert choose_batch(_profile(cores), device="cpu", fixed_batch=None, max_batch=None,
+                        input_hw=hw, streams=streams) == batch
+
+
+def test_streams_two_on_a_multicore_cpu_one_on_a_gpu_or_one_core() -> None:
+    assert choose_streams(_profile(2), device="cpu") == 2
+    assert choose_streams(_profile(16), device="cpu") == 2
+    assert choose_streams(_profile(1), device="cpu") == 1
+    assert choose_streams(_profile(16, gpu_gib=80), device="cuda:0") == 1
 
 
 def test_model_limits_win() -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
-from detforge.runtime.backend import InputSpec
+from detforge.core.errors import BackendError, ConfigError
+from detforge.runtime.backend import InputSpec, RawOutput
 from detforge.runtime.pipeline import run_pipeline
 from detforge.runtime.sinks import JsonlSink, Prediction, read_jsonl
 from detforge.runtime.sources import SourceItem, open_source
@@ -85,16 +89,20 @@ def test_unreadable_files_are_skipped_and_counted(tmp_path: Path) -> None:
 
 
 def test_keyboard_interrupt_flushes_results_so_far(tmp_path: Path) -> None:
-    backend = FakeBackend.echo(interrupt_on_call=4)  # call 1 is the warm-up
+    # call 1 is the warm-up; call 4 sends SIGINT, as Ctrl-C does
+    backend = FakeBackend.echo(interrupt_on_call=4, delay=0.05)
     out = tmp_path / "out.jsonl"
     model = fake_model(backend)
-    stats = run_pipeline(model, open_source(_folder(tmp_path, 20)),
+    stats = run_pipeline(model, open_source(_folder(tmp_path, 40)),
                          [JsonlSink(out, model.classes)], batch=2, dynamic=False,
                          progress=False)
     assert stats.interrupted
     got = read_jsonl(out)
-    assert len(got) == stats.images == 4  # two full batches before the interrupt
-    assert [_grey(p) for p in got] == [1, 2, 3, 4]
+    # every batch submitted before the interrupt is finished and written, in order, and
+    # reading stopped well before the end
+    assert len(got) == stats.images
+    assert 6 <= len(got) < 30
+    assert [_grey(p) for p in got] == list(range(1, len(got) + 1))
 
 
 def test_results_are_in_original_pixels(tmp_path: Path) -> None:
@@ -137,3 +145,65 @@ def test_pipeline_reports_original_pixels_with_fast_decode(
         results[fast] = pred.detections.xyxy[0]
     np.testing.assert_allclose(results[True], box, atol=4)
     np.testing.assert_allclose(results[True], results[False], atol=4)
+
+
+class _StreamBackend(FakeBackend):
+    """Accepts concurrent calls; records how many overlapped and finishes them out of order
+    (odd calls slower), so the pipeline has to restore the order."""
+
+    def __init__(self) -> None:
+        super().__init__(FakeBackend.echo()._outputs)
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+
+    def concurrent(self, streams: int) -> FakeBackend:
+        return self
+
+    def infer(self, batch: NDArray[np.float32]) -> RawOutput:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            slow = len(self.batch_sizes) % 2
+        time.sleep(0.03 if slow else 0.005)
+        try:
+            return super().infer(batch)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("streams", [1, 2, 3])
+def test_streams_run_batches_at_once_and_keep_the_order(tmp_path: Path, streams: int) -> None:
+    backend = _StreamBackend()
+    model = fake_model(backend)
+    sink = ListSink()
+    stats = run_pipeline(model, open_source(_folder(tmp_path, 24)), [sink], batch=2,
+                         dynamic=False, streams=streams, progress=False)
+    assert [_grey(p) for p in sink.items] == list(range(1, 25))
+    assert stats.streams == streams and stats.batch_size == 2
+    assert backend.most == streams
+
+
+def test_a_backend_without_streams_runs_one(tmp_path: Path) -> None:
+    model = fake_model(FakeBackend.echo())
+    stats = run_pipeline(model, open_source(_folder(tmp_path, 4)), [], streams=2,
+                         progress=False)
+    assert stats.streams == 1 and stats.images == 4
+
+
+def test_bad_streams_are_refused(tmp_path: Path) -> None:
+    model = fake_model(FakeBackend.echo())
+    with pytest.raises(ConfigError, match="streams must be a positive integer"):
+        run_pipeline(model, open_source(_folder(tmp_path, 1)), [], streams=0, progress=False)
+
+
+def test_a_failing_stream_stops_the_run_with_its_error(tmp_path: Path) -> None:
+    def boom(batch: NDArray[np.float32]) -> RawOutput:
+        raise BackendError("inference failed on purpose")
+
+    backend = _StreamBackend()
+    backend._outputs = boom
+    with pytest.raises(BackendError, match="on purpose"):
+        run_pipeline(fake_model(backend), open_source(_folder(tmp_path, 12)), [], batch=2,
+                     streams=2, warmup=False, progress=False)

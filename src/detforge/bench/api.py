@@ -41,7 +41,8 @@ def benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
               tolerance: float = 0.05, device: str = "auto", conf: float = 0.25,
               iou: float = 0.7, repeats: int = 3, seconds: float = 1.0,
               workers: int | None = None, progress: bool = True,
-              spin: bool = False, fast_decode: bool = False) -> BenchReport:
+              spin: bool = False, fast_decode: bool = False,
+              streams: int | str = "auto") -> BenchReport:
     """Benchmark models side by side, write ``{"rows": [...]}`` and compare with a baseline.
 
     The baseline is read before anything is measured, so a bad file fails fast. The JSON
@@ -66,6 +67,7 @@ def benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
         workers: Decode threads of the pipeline.
         spin: Idle ONNX Runtime threads spin (faster on a CPU the run has to itself).
         fast_decode: End-to-end runs decode JPEGs at a reduced scale where the input allows.
+        streams: Batches inferred at once (model-only and end-to-end), or ``"auto"``.
         progress: Show a progress bar.
 
     Returns:
@@ -87,7 +89,7 @@ def benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
     result = run_benchmark(models, source=source, batches=batches, imgszs=imgszs, data=data,
                            split=split, device=device, conf=conf, iou=iou, repeats=repeats,
                            seconds=seconds, workers=workers, progress=progress,
-                           spin=spin, fast_decode=fast_decode)
+                           spin=spin, fast_decode=fast_decode, streams=streams)
     path = None if json_out is None else Path(json_out)
     if path is not None:
         result.write_json(path)

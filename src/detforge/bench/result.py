@@ -4,7 +4,8 @@ One :class:`BenchRow` per (model, batch, input size). The JSON keys of a row are
 CLI's interface, used by scripts and CI baselines): ``model``, ``format``, ``precision``,
 ``batch``, ``imgsz`` (an int when square, else ``[height, width]``), ``model_only_ips``,
 ``end_to_end_ips``, ``p50_ms``, ``p95_ms``, ``p99_ms``, ``peak_rss_mb`` and ``map50_95``
-(null without ``--data``).
+(null without ``--data``); then ``streams``, the batches inferred at once (rows written
+before it existed read as 1).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class BenchRow:
         p99_ms: 99th percentile of the same.
         peak_rss_mb: Peak resident memory of the benchmark process while this row ran, MiB.
         map50_95: COCO mAP@[.5:.95] on ``--data``, or None.
+        streams: Batches inferred at once, in both the model-only and end-to-end runs.
     """
 
     model: str
@@ -62,6 +64,7 @@ class BenchRow:
     p99_ms: float
     peak_rss_mb: float
     map50_95: float | None = None
+    streams: int = 1
 
     @property
     def key(self) -> RowKey:
@@ -76,7 +79,8 @@ class BenchRow:
                 "end_to_end_ips": round(self.end_to_end_ips, 2),
                 "p50_ms": round(self.p50_ms, 3), "p95_ms": round(self.p95_ms, 3),
                 "p99_ms": round(self.p99_ms, 3), "peak_rss_mb": round(self.peak_rss_mb, 1),
-                "map50_95": None if self.map50_95 is None else round(self.map50_95, 5)}
+                "map50_95": None if self.map50_95 is None else round(self.map50_95, 5),
+                "streams": self.streams}
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any], *, where: str = "row") -> BenchRow:
@@ -102,7 +106,7 @@ class BenchRow:
                        int(row["batch"]), size, _num(row["model_only_ips"]),
                        _num(row["end_to_end_ips"]), _num(row["p50_ms"]), _num(row["p95_ms"]),
                        _num(row["p99_ms"]), _num(row["peak_rss_mb"]),
-                       None if map_ is None else _num(map_))
+                       None if map_ is None else _num(map_), int(row.get("streams", 1)))
         except (TypeError, ValueError, IndexError, KeyError) as exc:
             raise ConfigError(f"{where}: bad value ({exc}); numbers are expected for the "
                               f"figures and an int or [height, width] for imgsz") from exc

@@ -7,7 +7,9 @@ list each time, so a burst of load from elsewhere on a shared machine hits every
 Figures are totals over the repetitions (images / seconds).
 
 - model-only: ``Model.infer`` on one preprocessed ``[B, 3, H, W]`` batch built from the
-  source's first images; latency percentiles are per batch.
+  source's first images, from as many threads at once as the pipeline has inference
+  streams (on the same stream sessions), for images / wall time; latency percentiles are
+  per batch.
 - end-to-end: :func:`detforge.runtime.pipeline.run_pipeline` over the whole source (decode
   and letterbox in worker threads, batching, inference, box decoding and NMS; no sink).
 - memory: peak RSS of this process while the row ran (see :class:`RssSampler`).
@@ -21,6 +23,7 @@ import itertools
 import platform
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from numpy.typing import NDArray
 from detforge.bench.memory import RssSampler
 from detforge.bench.result import BenchResult, BenchRow
 from detforge.core.errors import ConfigError
+from detforge.runtime.backend import Backend
 from detforge.runtime.model import Model
 
 __all__ = ["FORMATS", "run_benchmark"]
@@ -47,7 +51,10 @@ class _Combo:
     model: Model
     batch: int
     tensor: NDArray[np.float32]
+    streams: int = 1
+    stream_backend: Backend | None = None
     infer_s: list[float] = field(default_factory=list)
+    model_only_s: float = 0.0
     e2e_images: int = 0
     e2e_s: float = 0.0
     peak_bytes: int = 0
@@ -115,22 +122,40 @@ def _combos(names: list[str], loaded: list[Model], batches: Sequence[int],
     return combos
 
 
+def _model_only(combo: _Combo, seconds: float) -> None:
+    """Run the batch from ``combo.streams`` threads for ``seconds`` (at least 3 calls each)."""
+
+    def loop(times: list[float]) -> None:
+        start = time.perf_counter()
+        while True:
+            t0 = time.perf_counter()
+            combo.model.infer(combo.tensor, backend=combo.stream_backend)
+            t1 = time.perf_counter()
+            times.append(t1 - t0)
+            if t1 - start >= seconds and len(times) >= 3:
+                return
+
+    per_thread: list[list[float]] = [[] for _ in range(combo.streams)]
+    start = time.perf_counter()
+    if combo.streams == 1:
+        loop(per_thread[0])
+    else:
+        with ThreadPoolExecutor(combo.streams) as pool:
+            for f in [pool.submit(loop, t) for t in per_thread]:
+                f.result()
+    combo.model_only_s += time.perf_counter() - start
+    combo.infer_s.extend(itertools.chain.from_iterable(per_thread))
+
+
 def _measure(combo: _Combo, source: str | Path, seconds: float,
              pipeline: dict[str, Any]) -> None:
     from detforge.runtime.pipeline import run_pipeline
     from detforge.runtime.sources import open_source
 
     with RssSampler() as rss:
-        start = time.perf_counter()
-        while True:
-            t0 = time.perf_counter()
-            combo.model.infer(combo.tensor)
-            t1 = time.perf_counter()
-            combo.infer_s.append(t1 - t0)
-            if t1 - start >= seconds and len(combo.infer_s) >= 3:
-                break
+        _model_only(combo, seconds)
         stats = run_pipeline(combo.model, open_source(source), [], batch=combo.batch,
-                             progress=False, warmup=False, **pipeline)
+                             streams=combo.streams, progress=False, warmup=False, **pipeline)
     if stats.images == 0:
         raise ConfigError(f"source {source}: the pipeline read no image "
                           f"({stats.skipped} skipped); check it with `detforge data validate`")
@@ -146,10 +171,10 @@ def _row(combo: _Combo) -> BenchRow:
     backend_name = str(getattr(model.backend, "name", "unknown"))
     return BenchRow(model=combo.name, format=FORMATS.get(backend_name, backend_name),
                     precision=model.meta.precision, batch=combo.batch, imgsz=model.imgsz,
-                    model_only_ips=combo.batch * len(times) / float(times.sum()),
+                    model_only_ips=combo.batch * len(times) / combo.model_only_s,
                     end_to_end_ips=combo.e2e_images / combo.e2e_s if combo.e2e_s else 0.0,
                     p50_ms=p50, p95_ms=p95, p99_ms=p99, peak_rss_mb=combo.peak_bytes / 2**20,
-                    map50_95=combo.map50_95)
+                    map50_95=combo.map50_95, streams=combo.streams)
 
 
 def _accuracy(combos: list[_Combo], data: str | Path, split: str | None,
@@ -176,7 +201,7 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
                   device: str = "auto", conf: float = 0.25, iou: float = 0.7,
                   repeats: int = 3, seconds: float = 1.0, workers: int | None = None,
                   progress: bool = True, spin: bool = False,
-                  fast_decode: bool = False) -> BenchResult:
+                  fast_decode: bool = False, streams: int | str = "auto") -> BenchResult:
     """Benchmark models side by side on one source.
 
     Args:
@@ -199,6 +224,9 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
         spin: Idle ONNX Runtime threads spin: faster on a CPU the run has to itself.
         fast_decode: The end-to-end runs decode JPEGs at a reduced scale when the input
             allows it (``detforge predict --fast-decode``).
+        streams: Inference streams of both the model-only and the end-to-end runs, or
+            ``"auto"`` (the pipeline's choice; see
+            :func:`~detforge.runtime.pipeline.resolve_streams`).
 
     Returns:
         The rows, what was skipped and the settings.
@@ -213,6 +241,8 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
         >>> result = run_benchmark(["a.onnx", "b.onnx"], source="photos/",  # doctest: +SKIP
         ...                        batches=(1, 8))
     """
+    from detforge.runtime.pipeline import resolve_streams
+
     if not models:
         raise ConfigError("give at least one model to benchmark")
     if not batches or min(batches) < 1:
@@ -234,8 +264,11 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
             owned.append(load_model(m, device=device, conf=conf, iou=iou, spin=spin))
             loaded.append(owned[-1])
         result = BenchResult(settings={**_settings(source, total, repeats, seconds, device, conf),
-                                       "spin": spin, "fast_decode": fast_decode})
+                                       "spin": spin, "fast_decode": fast_decode,
+                                       "streams": streams})
         combos = _combos(names, loaded, batches, imgszs, images, result.skipped)
+        for c in combos:
+            c.streams, c.stream_backend = resolve_streams(c.model, streams)
         if not combos:
             raise ConfigError("nothing to measure: " + "; ".join(result.skipped))
         _run(combos, source, repeats, seconds, progress,
@@ -255,7 +288,7 @@ def _run(combos: list[_Combo], source: str | Path, repeats: int, seconds: float,
 
     for c in combos:  # warm-up: lazy allocations, thread pools, kernel choice
         for _ in range(2):
-            c.model.infer(c.tensor)
+            c.model.infer(c.tensor, backend=c.stream_backend)
     with tqdm(total=repeats * len(combos), desc="benchmark", unit="run",
               disable=not progress, dynamic_ncols=True) as bar:
         for rep in range(repeats):

@@ -8,7 +8,7 @@ from detforge.bench.result import BenchRow
 
 __all__ = ["format_markdown", "format_table"]
 
-_HEADERS = ("model", "format", "prec", "batch", "imgsz", "model-only img/s",
+_HEADERS = ("model", "format", "prec", "batch", "streams", "imgsz", "model-only img/s",
             "end-to-end img/s", "e2e/model", "p50 ms", "p95 ms", "p99 ms", "peak RSS MB",
             "mAP50-95")
 _RIGHT = frozenset(range(3, len(_HEADERS)))
@@ -21,7 +21,7 @@ def _ms(value: float) -> str:
 def _cells(row: BenchRow) -> list[str]:
     h, w = row.imgsz
     ratio = row.end_to_end_ips / row.model_only_ips if row.model_only_ips else 0.0
-    return [row.model, row.format, row.precision, str(row.batch),
+    return [row.model, row.format, row.precision, str(row.batch), str(row.streams),
             str(h) if h == w else f"{h}x{w}", f"{row.model_only_ips:.1f}",
             f"{row.end_to_end_ips:.1f}", f"{ratio:.2f}", _ms(row.p50_ms),
             _ms(row.p95_ms), _ms(row.p99_ms), f"{row.peak_rss_mb:.0f}",

@@ -17,6 +17,9 @@ def benchmark_command(
         help="Images to run: folder, list file (.txt), glob or video.")],
     json_out: Annotated[Path, typer.Option("--json", help="Write the rows to this JSON file.")],
     batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,8.")] = "1",
+    streams: Annotated[str, typer.Option(
+        help="Batches inferred at once, model-only and end-to-end, or 'auto' (as predict: "
+             "2 on a multi-core CPU, 1 on a GPU).")] = "auto",
     imgsz: Annotated[str | None, typer.Option(
         help="Input sizes, e.g. 320,640 or 384x640 (default: each model's own).")] = None,
     data: Annotated[Path | None, typer.Option(help="Labelled dataset: adds mAP50-95.")] = None,
@@ -44,12 +47,13 @@ def benchmark_command(
     """
     from detforge.bench import benchmark, format_table, parse_batches, parse_imgszs
     from detforge.bench.options import parse_tolerance
+    from detforge.runtime.predict import parse_streams
 
     report = benchmark(models, source=source, json_out=json_out, batches=parse_batches(batch),
                        imgszs=parse_imgszs(imgsz), data=data, split=split, baseline=baseline,
                        tolerance=parse_tolerance(tolerance), device=device, conf=conf,
                        repeats=repeats, seconds=seconds, workers=workers, progress=progress,
-                       spin=spin, fast_decode=fast_decode)
+                       spin=spin, fast_decode=fast_decode, streams=parse_streams(streams))
     typer.echo(format_table(report.result.rows))
     for line in report.result.skipped:
         typer.echo(f"skipped {line}")

@@ -20,6 +20,9 @@ def predict_command(
     iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.7,
     max_det: Annotated[int, typer.Option(help="Most detections per image.")] = 300,
     batch: Annotated[str, typer.Option(help="Batch size, or 'auto'.")] = "auto",
+    streams: Annotated[str, typer.Option(
+        help="Batches inferred at once, or 'auto' (2 on a multi-core CPU, each on half the "
+             "cores; 1 on a GPU).")] = "auto",
     imgsz: Annotated[str | None, typer.Option(help="Input size H,W (dynamic models).")] = None,
     workers: Annotated[int | None, typer.Option(help="Decode threads.")] = None,
     every: Annotated[int, typer.Option(help="Keep every n-th video frame.")] = 1,
@@ -48,12 +51,13 @@ def predict_command(
 
     Example: detforge predict model.onnx ds/images --format coco --gt gt.json --out dt.json
     """
-    from detforge.runtime.predict import parse_batch, parse_imgsz, predict
+    from detforge.runtime.predict import parse_batch, parse_imgsz, parse_streams, predict
 
     stats = predict(model, source, out=out, fmt=fmt, save_vis=save_vis, conf=conf, iou=iou,
                     max_det=max_det, batch=parse_batch(batch), imgsz=parse_imgsz(imgsz),
                     workers=workers, every=every, fps=fps, keyframes=keyframes, device=device,
-                    track=track, progress=progress, spin=spin, fast_decode=fast_decode, gt=gt)
+                    track=track, progress=progress, spin=spin, fast_decode=fast_decode, gt=gt,
+                    streams=parse_streams(streams))
     typer.echo(stats.format())
     typer.echo(f"wrote {out}" + (f" and {save_vis}/" if save_vis else ""))
     if stats.interrupted:

@@ -77,10 +77,15 @@ class Backend(Protocol):
 
 
 class BackendBase:
-    """Gives a backend ``with`` support that calls :meth:`close`."""
+    """Gives a backend ``with`` support that calls :meth:`close`, and no concurrent streams."""
 
     def close(self) -> None:
         """Release resources; the default has none."""
+
+    def concurrent(self, streams: int) -> Backend | None:
+        """A backend that ``streams`` threads may call at once, each on its share of the
+        device, or None when concurrent calls gain nothing (the default)."""
+        return None
 
     def __enter__(self) -> BackendBase:
         return self

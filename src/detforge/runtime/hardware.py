@@ -6,11 +6,11 @@ import os
 import sys
 from dataclasses import dataclass
 
-__all__ = ["CPU_BATCH_PIXELS", "HardwareProfile", "choose_batch", "cpu_cores",
-           "detect_hardware"]
+__all__ = ["CPU_PIXELS_PER_THREAD", "HardwareProfile", "choose_batch", "choose_streams",
+           "cpu_cores", "detect_hardware"]
 
-CPU_BATCH_PIXELS = 4 * 640 * 640
-"""Input pixels per batch ``--batch auto`` aims at on a CPU."""
+CPU_PIXELS_PER_THREAD = 640 * 640
+"""Input pixels per batch ``--batch auto`` aims at on a CPU, per thread of a stream."""
 
 
 def cpu_cores() -> int:
@@ -84,19 +84,20 @@ def detect_hardware(*, probe_torch: bool = False) -> HardwareProfile:
 
 
 def choose_batch(profile: HardwareProfile, *, device: str, fixed_batch: int | None,
-                 max_batch: int | None, input_hw: tuple[int, int]) -> int:
+                 max_batch: int | None, input_hw: tuple[int, int], streams: int = 1) -> int:
     """The batch size for ``--batch auto``.
 
-    A model with a fixed batch gets that batch. On a CPU the batch holds about
-    :data:`CPU_BATCH_PIXELS` of input (8 at 320x320, 4 at 640x640 or 480x640, 1 from about
-    1280x1280), a power of two: small inputs then pay the per-call and hand-over costs once
-    per batch instead of once per image, while large ones, where a bigger batch only
-    crowds the caches, stay small. Measured end to end on a 2-core CPU (640x480 JPEGs,
-    YOLO11n, share of ONNX Runtime's model-only speed; BENCHMARKS.md, Runtime throughput):
-    320 FP32 0.81x at batch 1, 0.92x at 8; at 480x640 and 640 batch 1 and 4 within 2 %. The
-    dynamic batcher only waits a few milliseconds for a batch to fill, so a slow stream
-    still runs image by image. On a GPU the batch grows with GPU memory and shrinks with
-    input area.
+    A model with a fixed batch gets that batch. On a CPU a batch holds about
+    :data:`CPU_PIXELS_PER_THREAD` of input for every thread of its stream, as a power of two
+    of at most 8: with two single-thread streams (the CPU default on two cores) 4 at 320 and
+    1 at 640 or 480x640; one stream on two threads takes 8 and 2. Small inputs then pay the
+    per-call and hand-over costs once per batch instead of once per image, while large ones,
+    where a bigger batch only crowds the caches, stay small. Measured end to end on a
+    2-core CPU (640x480 JPEGs, YOLO11n; BENCHMARKS.md, Runtime throughput): two streams at
+    640 ran batch 1 at 15.5 img/s, batch 2 at 14.9 and batch 4 at 13.7; at 320 batches 2, 4
+    and 8 were within 3 %. The dynamic batcher only waits a few milliseconds for a batch to
+    fill, so a slow stream still runs image by image. On a GPU the batch grows with GPU
+    memory and shrinks with input area.
 
     Args:
         profile: The machine.
@@ -104,6 +105,8 @@ def choose_batch(profile: HardwareProfile, *, device: str, fixed_batch: int | No
         fixed_batch: The only batch the model accepts, if any.
         max_batch: The largest batch it accepts, or None when unbounded.
         input_hw: Input ``(height, width)``.
+        streams: Batches inferred at once (:func:`choose_streams`); on a CPU they share the
+            cores.
 
     Returns:
         A batch size of at least 1.
@@ -114,8 +117,27 @@ def choose_batch(profile: HardwareProfile, *, device: str, fixed_batch: int | No
         gib = (profile.gpu_memory_bytes or 8 * 2**30) / 2**30
         area = input_hw[0] * input_hw[1] / (640 * 640)
         batch = max(1, min(32, int(2 * gib / max(area, 0.25))))
-        batch = 1 << (batch.bit_length() - 1)  # a power of two
     else:
-        batch = max(1, min(8, CPU_BATCH_PIXELS // (input_hw[0] * input_hw[1])))
-        batch = 1 << (batch.bit_length() - 1)
+        threads = max(1, profile.cpu_cores // max(1, streams))
+        batch = max(1, min(8, threads * CPU_PIXELS_PER_THREAD // (input_hw[0] * input_hw[1])))
+    batch = 1 << (batch.bit_length() - 1)  # a power of two
     return batch if max_batch is None else max(1, min(batch, max_batch))
+
+
+def choose_streams(profile: HardwareProfile, *, device: str) -> int:
+    """How many batches ``--streams auto`` runs at once.
+
+    On a CPU with two or more cores, two: each stream runs a whole batch on half the cores,
+    so the threads of one batch wait for each other at every node half as often, and one
+    stream's hand-over (queueing, post-processing) overlaps the other's compute. Measured
+    on a 2-core CPU (YOLO11n, BENCHMARKS.md, Runtime throughput). On a GPU, one: the
+    device already runs a batch on all of itself.
+
+    Args:
+        profile: The machine.
+        device: ``"cpu"`` or ``"cuda[:i]"``, where the backend runs.
+
+    Returns:
+        1 or 2.
+    """
+    return 2 if device == "cpu" and profile.cpu_cores >= 2 else 1

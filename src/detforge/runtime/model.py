@@ -75,23 +75,31 @@ class Model:
         boxed, info = letterbox(image, self.imgsz, self.meta.letterbox)
         return to_input(boxed, self.meta.normalize, bgr_to_rgb=self.meta.color == "BGR"), info
 
-    def infer(self, batch: NDArray[np.float32]) -> RawOutput:
-        """Run the backend on ``[B, 3, H, W]``, splitting or padding to its batch limits."""
-        spec = self.backend.input_spec
+    def infer(self, batch: NDArray[np.float32], *,
+              backend: Backend | None = None) -> RawOutput:
+        """Run the backend on ``[B, 3, H, W]``, splitting or padding to its batch limits.
+
+        Args:
+            batch: The normalised batch.
+            backend: Run it on this backend instead of the model's own (one of its
+                :meth:`~detforge.runtime.backend.BackendBase.concurrent` streams).
+        """
+        runner = backend or self.backend
+        spec = runner.input_spec
         n = len(batch)
         fixed = spec.fixed_batch
         step = fixed or spec.max_batch or n
         if n <= step and (fixed is None or n == fixed):
-            return self.backend.infer(batch)
+            return runner.infer(batch)
         parts: list[RawOutput] = []
         for start in range(0, n, step):
             chunk = batch[start:start + step]
             if fixed is not None and len(chunk) < fixed:
                 pad = np.zeros((fixed - len(chunk), *chunk.shape[1:]), chunk.dtype)
-                outs = self.backend.infer(np.concatenate([chunk, pad]))
+                outs = runner.infer(np.concatenate([chunk, pad]))
                 outs = [o[:len(chunk)] for o in outs]
             else:
-                outs = self.backend.infer(chunk)
+                outs = runner.infer(chunk)
             parts.append(outs)
         return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
@@ -135,11 +143,12 @@ class Model:
         outputs = self.infer(np.stack(tensors))
         return self.postprocess(outputs, infos, conf=conf, iou=iou, max_det=max_det)
 
-    def warmup(self, runs: int = 1, batch: int = 1) -> None:
-        """Run ``runs`` dummy batches so lazy allocations happen before timing."""
+    def warmup(self, runs: int = 1, batch: int = 1, *, backend: Backend | None = None) -> None:
+        """Run ``runs`` dummy batches so lazy allocations happen before timing (on
+        ``backend`` instead of the model's own when given)."""
         dummy = np.zeros((batch, 3, *self.imgsz), np.float32)
         for _ in range(runs):
-            self.infer(dummy)
+            self.infer(dummy, backend=backend)
 
     def close(self) -> None:
         """Release the backend."""

@@ -5,13 +5,15 @@ Threads and queues::
     producer thread ──submit──▶ decode pool (N threads: imread + letterbox + normalise)
           │ futures, in input order (bounded queue: back-pressure, flat memory)
           ▼
-    main thread: batcher (fixed, or dynamic: what is ready, up to max, small wait) + infer
-          │ batches (bounded queue)
-          ▼
-    post thread: box decoding + NMS, tracking, sinks, progress bar, statistics
+    main thread: batcher (fixed, or dynamic: what is ready, up to max, small wait)
+          │ submit                                  │ futures, in batch order (bounded queue)
+          ▼                                         ▼
+    inference streams (1 or 2 threads)  ──▶  post thread: box decoding + NMS, tracking,
+                                                  sinks, progress bar, statistics
 
-OpenCV and ONNX Runtime release the GIL, so decoding overlaps inference. Output order is
-input order. Ctrl-C (``KeyboardInterrupt``) stops reading, finishes the batches already
+OpenCV and ONNX Runtime release the GIL, so decoding overlaps inference. With two streams
+(the CPU default) two batches run at once, each on half the cores. Output order is input
+order. Ctrl-C (``KeyboardInterrupt``) stops reading, finishes the batches already
 inferred, closes the sinks (so their files hold every result so far) and returns stats with
 ``interrupted=True``. Unreadable inputs are skipped and counted.
 """
@@ -31,14 +33,15 @@ from numpy.typing import NDArray
 
 from detforge.core.detections import Detections
 from detforge.core.errors import ConfigError
-from detforge.runtime.hardware import choose_batch, cpu_cores, detect_hardware
+from detforge.runtime.backend import Backend, RawOutput
+from detforge.runtime.hardware import choose_batch, choose_streams, cpu_cores, detect_hardware
 from detforge.runtime.model import Model
 from detforge.runtime.preprocess import LetterboxInfo
 from detforge.runtime.sinks import Prediction, Sink
 from detforge.runtime.sources import Source, SourceItem, UnreadableError
 from detforge.runtime.stats import RunStats
 
-__all__ = ["Tracker", "resolve_batch", "run_pipeline"]
+__all__ = ["Tracker", "resolve_batch", "resolve_streams", "run_pipeline"]
 
 _END = object()
 _POLL_S = 0.1
@@ -62,8 +65,9 @@ class _Ready:
     error: str | None = None
 
 
-def resolve_batch(model: Model, batch: int | str) -> int:
-    """The batch size for ``batch`` (an int, or ``"auto"`` from the hardware profile).
+def resolve_batch(model: Model, batch: int | str, *, streams: int = 1) -> int:
+    """The batch size for ``batch`` (an int, or ``"auto"`` from the hardware profile and
+    the number of ``streams``).
 
     Raises:
         ConfigError: ``batch`` is neither a positive int nor ``"auto"``.
@@ -72,17 +76,44 @@ def resolve_batch(model: Model, batch: int | str) -> int:
         spec = model.backend.input_spec
         return choose_batch(detect_hardware(), device=model.backend.device,
                             fixed_batch=spec.fixed_batch, max_batch=spec.max_batch,
-                            input_hw=model.imgsz)
+                            input_hw=model.imgsz, streams=streams)
     if isinstance(batch, int) and batch >= 1:
         return batch
     raise ConfigError(f"batch must be a positive integer or 'auto', got {batch!r}")
+
+
+def resolve_streams(model: Model, streams: int | str) -> tuple[int, Backend | None]:
+    """How many batches to run at once, and the backend those streams call.
+
+    Args:
+        model: The detector.
+        streams: A count, or ``"auto"`` (:func:`~detforge.runtime.hardware.choose_streams`).
+
+    Returns:
+        ``(n, backend)``: with ``n > 1``, ``backend`` is the model backend's
+        :meth:`~detforge.runtime.backend.BackendBase.concurrent` session; ``(1, None)`` when
+        one stream is asked for or the backend gains nothing from more.
+
+    Raises:
+        ConfigError: ``streams`` is neither a positive int nor ``"auto"``.
+    """
+    if streams == "auto":
+        n = choose_streams(detect_hardware(), device=model.backend.device)
+    elif isinstance(streams, int) and streams >= 1:
+        n = streams
+    else:
+        raise ConfigError(f"streams must be a positive integer or 'auto', got {streams!r}")
+    concurrent = getattr(model.backend, "concurrent", None)
+    backend = concurrent(n) if n > 1 and concurrent is not None else None
+    return (n, backend) if backend is not None else (1, None)
 
 
 def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Sequence[Sink], *,
                  batch: int | str = "auto", dynamic: bool = True, workers: int | None = None,
                  max_wait_s: float = 0.003, queue_size: int | None = None,
                  tracker: Tracker | None = None, progress: bool = True,
-                 warmup: bool = True, fast_decode: bool = False) -> RunStats:
+                 warmup: bool = True, fast_decode: bool = False,
+                 streams: int | str = "auto") -> RunStats:
     """Run ``model`` over ``source``, writing every prediction to ``sinks`` in input order.
 
     Args:
@@ -102,12 +133,14 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
         fast_decode: Decode JPEGs at 1/2, 1/4 or 1/8 scale when the input size allows it
             (:mod:`~detforge.runtime.reduced_decode`); boxes still come in original pixels.
             Ignored when a sink needs the images (annotated output).
+        streams: Batches inferred at once, or ``"auto"`` (two on a CPU with two or more
+            cores, one on a GPU); see :func:`resolve_streams`.
 
     Returns:
         The run's :class:`~detforge.runtime.stats.RunStats`.
 
     Raises:
-        ConfigError: A bad batch, workers or queue size.
+        ConfigError: A bad batch, streams, workers or queue size.
         BackendError: The backend failed on a batch.
 
     Example:
@@ -116,26 +149,28 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
     """
     from tqdm import tqdm
 
-    bs = resolve_batch(model, batch)
+    n_streams, stream_backend = resolve_streams(model, streams)
+    bs = resolve_batch(model, batch, streams=n_streams)
     n_workers = workers if workers is not None else max(2, cpu_cores())
     if n_workers < 1:
         raise ConfigError(f"workers must be at least 1, got {n_workers}")
-    qsize = queue_size if queue_size is not None else 2 * bs + n_workers
+    qsize = queue_size if queue_size is not None else (n_streams + 1) * bs + n_workers
     if qsize < 1:
         raise ConfigError(f"queue_size must be at least 1, got {qsize}")
     keep_images = any(getattr(s, "needs_image", False) for s in sinks)
     reduce = fast_decode and not keep_images
-    stats = RunStats()
+    stats = RunStats(batch_size=bs, streams=n_streams)
     total = source.estimate_total() if isinstance(source, Source) else None
     bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True)
     if warmup:
-        model.warmup(1, bs)
+        model.warmup(1, bs, backend=stream_backend)
 
     stop = threading.Event()  # stop reading the source
     post_dead = threading.Event()  # the post thread failed: stop feeding it
     pending: queue.Queue[Any] = queue.Queue(maxsize=qsize)
-    post_q: queue.Queue[Any] = queue.Queue(maxsize=2)
+    post_q: queue.Queue[Any] = queue.Queue(maxsize=n_streams + 1)
     pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="detforge-decode")
+    infer_pool = ThreadPoolExecutor(max_workers=n_streams, thread_name_prefix="detforge-infer")
     errors: list[BaseException] = []
 
     def prepare(item: SourceItem, start: float) -> _Ready:
@@ -155,6 +190,13 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
         stats.record("decode", t1 - t0)
         stats.record("preprocess", time.perf_counter() - t1)
         return _Ready(item, tensor, info, image if keep_images else None, start)
+
+    def infer(ready: list[_Ready]) -> RawOutput:
+        t0 = time.perf_counter()
+        outputs = model.infer(np.stack([r.tensor for r in ready if r.tensor is not None]),
+                              backend=stream_backend)
+        stats.record("infer", time.perf_counter() - t0)
+        return outputs
 
     def put(q: queue.Queue[Any], obj: Any, cancel: threading.Event) -> bool:
         while not cancel.is_set():
@@ -183,7 +225,8 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
                 job = post_q.get()
                 if job is _END:
                     return
-                ready, outputs = job
+                ready, inferred = job
+                outputs = inferred.result()
                 t0 = time.perf_counter()
                 dets = model.postprocess(outputs, [r.info for r in ready])
                 t1 = time.perf_counter()
@@ -244,11 +287,8 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
                     deadline = time.perf_counter() + max_wait_s
             if not ready:
                 continue
-            t0 = time.perf_counter()
-            outputs = model.infer(np.stack([r.tensor for r in ready if r.tensor is not None]))
-            stats.record("infer", time.perf_counter() - t0)
             stats.batches += 1
-            if not put(post_q, (ready, outputs), post_dead):
+            if not put(post_q, (ready, infer_pool.submit(infer, ready)), post_dead):
                 break
     except KeyboardInterrupt:
         stats.interrupted = True
@@ -258,6 +298,7 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
         pool.shutdown(wait=True, cancel_futures=True)
         put(post_q, _END, post_dead)
         poster.join()
+        infer_pool.shutdown(wait=True)
         stats.wall_s = time.perf_counter() - t_start
         bar.close()
         if isinstance(source, Source):

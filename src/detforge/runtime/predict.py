@@ -11,7 +11,7 @@ from detforge.runtime.sinks import Sink, VisSink, make_sink
 from detforge.runtime.sources import open_source
 from detforge.runtime.stats import RunStats
 
-__all__ = ["parse_batch", "parse_imgsz", "predict"]
+__all__ = ["parse_batch", "parse_imgsz", "parse_streams", "predict"]
 
 
 def parse_imgsz(text: str | None) -> tuple[int, int] | None:
@@ -33,16 +33,30 @@ def parse_imgsz(text: str | None) -> tuple[int, int] | None:
 
 
 def parse_batch(text: str) -> int | str:
-    """``"auto"`` or a positive integer.
+    """``"auto"`` or a positive integer, for ``--batch``.
 
     Raises:
         ConfigError: Anything else.
     """
+    return _auto_or_count(text, "--batch", 8)
+
+
+def parse_streams(text: str) -> int | str:
+    """``"auto"`` or a positive integer, for ``--streams``.
+
+    Raises:
+        ConfigError: Anything else.
+    """
+    return _auto_or_count(text, "--streams", 2)
+
+
+def _auto_or_count(text: str, flag: str, example: int) -> int | str:
     if text == "auto":
         return text
     if text.isdigit() and int(text) > 0:
         return int(text)
-    raise ConfigError(f"--batch {text!r}: expected 'auto' or a positive integer such as 8")
+    raise ConfigError(f"{flag} {text!r}: expected 'auto' or a positive integer such as "
+                      f"{example}")
 
 
 def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str = "jsonl",
@@ -51,7 +65,7 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
             workers: int | None = None, every: int = 1, fps: float | None = None,
             keyframes: bool = False, device: str = "auto", track: bool = False,
             progress: bool = True, spin: bool = False, fast_decode: bool = False,
-            gt: str | Path | None = None) -> RunStats:
+            gt: str | Path | None = None, streams: int | str = "auto") -> RunStats:
     """Detect objects in every image or sampled frame of ``source`` and write them to ``out``.
 
     Args:
@@ -76,6 +90,8 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         fast_decode: Decode JPEGs at a reduced scale when the input size allows it
             (faster; pixels differ slightly from a full decode; off with ``save_vis``).
         gt: COCO ground-truth JSON: ``coco`` results then use its image and category ids.
+        streams: Batches inferred at once, or ``"auto"`` (two on a multi-core CPU, one on
+            a GPU).
 
     Returns:
         The run's statistics (``interrupted`` is True after Ctrl-C; the output then holds
@@ -100,4 +116,4 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         if save_vis is not None:
             sinks.append(VisSink(save_vis, m.classes))
         return run_pipeline(m, src, sinks, batch=batch, workers=workers, tracker=tracker,
-                            progress=progress, fast_decode=fast_decode)
+                            progress=progress, fast_decode=fast_decode, streams=streams)

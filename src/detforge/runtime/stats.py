@@ -58,6 +58,8 @@ class RunStats:
         interrupted: The run stopped on Ctrl-C; the results so far were written.
         max_queue: Deepest the decode queue got (it is bounded).
         skipped_sources: ``(source, reason)`` per skipped input.
+        batch_size: Largest batch the run was set to (``--batch`` as resolved).
+        streams: Batches inferred at once (``--streams`` as resolved).
     """
 
     images: int = 0
@@ -68,6 +70,8 @@ class RunStats:
     interrupted: bool = False
     max_queue: int = 0
     skipped_sources: list[tuple[str, str]] = field(default_factory=list)
+    batch_size: int = 0
+    streams: int = 0
     _times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -96,7 +100,8 @@ class RunStats:
                                 "p50_ms": round(st.p50_ms, 3), "p95_ms": round(st.p95_ms, 3),
                                 "p99_ms": round(st.p99_ms, 3)}
         return {"images": self.images, "skipped": self.skipped, "detections": self.detections,
-                "batches": self.batches, "wall_s": round(self.wall_s, 3),
+                "batches": self.batches, "batch_size": self.batch_size,
+                "streams": self.streams, "wall_s": round(self.wall_s, 3),
                 "images_per_s": round(self.throughput, 2), "interrupted": self.interrupted,
                 "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1), "stages": stages}
 
@@ -105,8 +110,9 @@ class RunStats:
         s = self.summary()
         lines = [f"images: {s['images']}  skipped: {s['skipped']}  detections: "
                  f"{s['detections']}  {s['images_per_s']} img/s  wall {s['wall_s']} s  "
-                 f"peak RSS {s['peak_rss_mb']} MB" + ("  (interrupted)" if self.interrupted
-                                                       else "")]
+                 f"peak RSS {s['peak_rss_mb']} MB  batch {s['batch_size']} x "
+                 f"{s['streams']} stream(s)" + ("  (interrupted)" if self.interrupted
+                                                else "")]
         lines.append(f"{'stage':<12}{'count':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
         for name, st in s["stages"].items():
             lines.append(f"{name:<12}{st['count']:>7}{st['p50_ms']:>10.2f}{st['p95_ms']:>10.2f}"

@@ -74,9 +74,11 @@ class OrtBackend(BackendBase):
             raise MissingExtraError("onnxruntime is not installed: pip install onnxruntime "
                                     "(or 'detforge[gpu]' for onnxruntime-gpu)") from exc
         self.path = Path(path)
+        self.threads, self.spin = threads or cpu_cores(), spin
+        self._streams: dict[int, OrtBackend] = {}
         providers = ort_providers(device, ort.get_available_providers())
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or cpu_cores()
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -134,6 +136,27 @@ class OrtBackend(BackendBase):
                                f"{self.input_spec}") from exc
         return [np.asarray(o) for o in outs]
 
+    def concurrent(self, streams: int) -> OrtBackend | None:
+        """A CPU session with ``threads // streams`` intra-op threads, which ``streams``
+        threads call at once (built on first use, kept until :meth:`close`).
+
+        Whole batches in parallel beat one batch split across every core: the threads of a
+        split op wait for each other at every node, while streams never meet. YOLO11n,
+        2-core CPU, model-only against the default session: 1.04-1.11x (BENCHMARKS.md,
+        Runtime throughput). None on a GPU, for one stream, or with a thread per stream
+        already.
+        """
+        if self.device != "cpu" or streams <= 1 or self.threads <= 1:
+            return None
+        if streams not in self._streams:
+            self._streams[streams] = OrtBackend(self.path, device="cpu",
+                                                threads=max(1, self.threads // streams),
+                                                spin=self.spin)
+        return self._streams[streams]
+
     def close(self) -> None:
-        """Drop the session."""
+        """Drop the session and the stream sessions."""
+        for b in self._streams.values():
+            b.close()
+        self._streams.clear()
         self.__dict__.pop("session", None)
