@@ -93,9 +93,9 @@ def choose_batch(profile: HardwareProfile, *, device: str, fixed_batch: int | No
     1 at 640 or 480x640; one stream on two threads takes 8 and 2. Small inputs then pay the
     per-call and hand-over costs once per batch instead of once per image, while large ones,
     where a bigger batch only crowds the caches, stay small. Measured end to end on a
-    2-core CPU (640x480 JPEGs, YOLO11n; BENCHMARKS.md, Runtime throughput): two streams at
-    640 ran batch 1 at 15.5 img/s, batch 2 at 14.9 and batch 4 at 13.7; at 320 batches 2, 4
-    and 8 were within 3 %. The dynamic batcher only waits a few milliseconds for a batch to
+    2-core CPU (640x480 JPEGs, YOLO11n; BENCHMARKS.md, Inference streams): two streams at
+    640 ran batch 1 at 17.7 img/s, batch 2 at 17.5 and batch 4 at 16.9; at 320 batches 1,
+    2 and 4 were within 3 %. The dynamic batcher only waits a few milliseconds for a batch to
     fill, so a slow stream still runs image by image. On a GPU the batch grows with GPU
     memory and shrinks with input area.
 
@@ -130,7 +130,8 @@ def choose_streams(profile: HardwareProfile, *, device: str) -> int:
     On a CPU with two or more cores, two: each stream runs a whole batch on half the cores,
     so the threads of one batch wait for each other at every node half as often, and one
     stream's hand-over (queueing, post-processing) overlaps the other's compute. Measured
-    on a 2-core CPU (YOLO11n, BENCHMARKS.md, Runtime throughput). On a GPU, one: the
+    on a 2-core CPU (YOLO11n, end to end 1.10-1.18x one stream; BENCHMARKS.md, Inference
+    streams). On a GPU, one: the
     device already runs a batch on all of itself.
 
     Args:

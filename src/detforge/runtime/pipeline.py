@@ -14,7 +14,7 @@ Threads and queues::
 OpenCV and ONNX Runtime release the GIL, so decoding overlaps inference. With two streams
 (the CPU default) two batches run at once, each on half the cores. Output order is input
 order. Ctrl-C (``KeyboardInterrupt``) stops reading, finishes the batches already
-inferred, closes the sinks (so their files hold every result so far) and returns stats with
+submitted, closes the sinks (so their files hold every result so far) and returns stats with
 ``interrupted=True``. Unreadable inputs are skipped and counted.
 """
 

@@ -142,8 +142,8 @@ class OrtBackend(BackendBase):
 
         Whole batches in parallel beat one batch split across every core: the threads of a
         split op wait for each other at every node, while streams never meet. YOLO11n,
-        2-core CPU, model-only against the default session: 1.04-1.11x (BENCHMARKS.md,
-        Runtime throughput). None on a GPU, for one stream, or with a thread per stream
+        2-core CPU, model-only against one default session: 1.10-1.24x (BENCHMARKS.md,
+        Inference streams). None on a GPU, for one stream, or with a thread per stream
         already.
         """
         if self.device != "cpu" or streams <= 1 or self.threads <= 1:
