@@ -267,10 +267,10 @@ def run_benchmark(models: Sequence[str | Path | Model], *, source: str | Path,
                                        "spin": spin, "fast_decode": fast_decode,
                                        "streams": streams})
         combos = _combos(names, loaded, batches, imgszs, images, result.skipped)
-        for c in combos:
-            c.streams, c.stream_backend = resolve_streams(c.model, streams)
         if not combos:
             raise ConfigError("nothing to measure: " + "; ".join(result.skipped))
+        for c in combos:
+            c.streams, c.stream_backend = resolve_streams(c.model, streams)
         _run(combos, source, repeats, seconds, progress,
              {"workers": workers, "fast_decode": fast_decode})
         if data is not None:

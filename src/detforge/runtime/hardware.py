@@ -131,8 +131,7 @@ def choose_streams(profile: HardwareProfile, *, device: str) -> int:
     so the threads of one batch wait for each other at every node half as often, and one
     stream's hand-over (queueing, post-processing) overlaps the other's compute. Measured
     on a 2-core CPU (YOLO11n, end to end 1.10-1.18x one stream; BENCHMARKS.md, Inference
-    streams). On a GPU, one: the
-    device already runs a batch on all of itself.
+    streams). On a GPU, one: the device already runs a batch on all of itself.
 
     Args:
         profile: The machine.
