@@ -67,9 +67,11 @@ def test_nvinfer_values_equal_metadata(bundles: Path, target: str) -> None:
     assert prop["cluster-mode"] == "2"  # NMS for the deepstream layout
     assert prop["maintain-aspect-ratio"] == "1" and prop["symmetric-padding"] == "1"
     assert prop["infer-dims"] == f"3;{meta.imgsz[0]};{meta.imgsz[1]}"
-    assert prop["parse-bbox-func-name"] == "NvDsInferParseYolo"
-    assert prop["custom-lib-path"] == deepstream.YOLO_CUSTOM_LIB
+    assert prop["parse-bbox-func-name"] == "NvDsInferParseCustomDetforge"
+    lib = folder / prop["custom-lib-path"]  # what the shipped Makefile builds
+    assert (lib.parent / "Makefile").is_file() and lib.name in (lib.parent / "Makefile").read_text()
     assert "engine-create-func-name" not in prop
+    assert prop["scaling-filter"] == "1" and prop["crop-objects-to-roi-boundary"] == "1"
     for key in ("interval", "network-type"):
         assert prop[key] == "0"
     assert prop["gie-unique-id"] == "1" and prop["process-mode"] == "1"
@@ -115,7 +117,8 @@ def test_app_config_sections(bundles: Path, target: str) -> None:
     assert {"application", "tiled-display", "source0", "sink0", "osd", "streammux",
             "primary-gie", "tracker"} <= set(app.sections())
     mux = app["streammux"]
-    assert (int(mux["height"]), int(mux["width"])) == IMGSZ
+    assert (int(mux["width"]), int(mux["height"])) == (1920, 1080)  # the source, not the model
+    assert mux["enable-padding"] == "1"
     assert int(mux["batch-size"]) == batch == int(app["source0"]["num-sources"])
     tiles = app["tiled-display"]
     assert int(tiles["rows"]) * int(tiles["columns"]) >= batch
@@ -126,16 +129,18 @@ def test_app_config_sections(bundles: Path, target: str) -> None:
     assert int(app["tracker"]["tracker-width"]) % 32 == 0
 
 
-def test_app_config_stream_size_and_live() -> None:
+def test_app_config_source_size_and_live() -> None:
     meta = ModelMeta(classes=("a",), imgsz=(384, 640))
-    app = deepstream.app_config(meta, batch=2, stream_size=(1920, 1080), fps=30, live=True,
+    app = deepstream.app_config(meta, batch=2, source_size=(1280, 720), fps=30,
                                 uri="rtsp://cam/1")
-    assert app["streammux"]["width"] == "1920" and app["streammux"]["height"] == "1080"
-    assert app["streammux"]["live-source"] == "1"
+    assert app["streammux"]["width"] == "1280" and app["streammux"]["height"] == "720"
+    assert app["streammux"]["live-source"] == "1" and app["source0"]["type"] == "4"
     assert app["streammux"]["batched-push-timeout"] == "33333"
     assert app["source0"]["uri"] == "rtsp://cam/1"
-    with pytest.raises(ConfigError, match="positive"):
-        deepstream.app_config(meta, batch=0)
+    for bad in ({"batch": 0}, {"batch": 1, "source_size": (0, 720)},
+                {"batch": 1, "uri": "http://cam/1"}):
+        with pytest.raises(ConfigError):
+            deepstream.app_config(meta, **bad)  # type: ignore[arg-type]
 
 
 def _pbtxt(path: Path) -> Any:
@@ -153,22 +158,36 @@ def test_triton_configs_parse(bundles: Path, target: str) -> None:
     batch = manifest["target"]["batch"]
     cfg = _pbtxt(folder / "model_repository" / name / "config.pbtxt")
     assert cfg.name == name and cfg.platform == "onnxruntime_onnx"
+    trt = cfg.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert trt.name == "tensorrt"
+    assert trt.parameters["precision_mode"] == manifest["target"]["precision"].upper()
+    assert trt.parameters["trt_profile_max_shapes"] == f"input:{batch}x3x{IMGSZ[0]}x{IMGSZ[1]}"
     assert (folder / "model_repository" / name / "1" / "model.onnx").is_file()
     assert cfg.max_batch_size == batch
     assert cfg.input[0].name == "input" and list(cfg.input[0].dims) == [3, *IMGSZ]
     assert cfg.output[0].name == "output" and list(cfg.output[0].dims) == [-1, 6]
     assert all(1 < b <= batch for b in cfg.dynamic_batching.preferred_batch_size)
     assert cfg.instance_group[0].count == 1
-    plan = _pbtxt(folder / "model_repository" / manifest["triton"]["plan_model"] /
-                  "config.pbtxt")
-    assert plan.platform == "tensorrt_plan"
+    # Triton refuses to start on a model folder without a version folder: none is shipped
+    for model_dir in (folder / "model_repository").iterdir():
+        assert [v for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit()], model_dir
+    plan_model = manifest["triton"]["plan_model"]
+    assert not (folder / "model_repository" / plan_model).exists()
+    plan = _pbtxt(folder / manifest["triton"]["plan_config"])
+    assert plan.platform == "tensorrt_plan" and plan.name == plan_model
+    assert not plan.default_model_filename  # an unlisted GPU must not load another's plan
+    assert plan.max_batch_size == max(t.batch for t in TARGETS.values())
     ccs = {"{}.{}".format(*t.compute_capability) for t in TARGETS.values()}
     assert set(plan.cc_model_filenames) == ccs
     mine = plan.cc_model_filenames[manifest["target"]["compute_capability"]]
     script = (folder / "build_engine.sh").read_text()
-    if mine.startswith(f"{target}_"):  # this target's plan: its build script puts it there
+    if mine.startswith(f"{target}_"):  # this target's plan: its build script installs it
         assert f"model_repository/{plan.name}/1/{mine}" in script
-        assert f"model_repository/{plan.name}/1/{mine}" in manifest["allowed_extra"]
+        assert f"cp triton/{plan.name}/config.pbtxt model_repository/{plan.name}/" in script
+        if batch < plan.max_batch_size:  # built again up to Triton's max_batch_size
+            assert f"--maxShapes=input:{plan.max_batch_size}x3x" in script
+        paths = {d["path"] for d in manifest["device_files"]}
+        assert f"model_repository/{plan.name}/1/{mine}" in paths
 
 
 @pytest.mark.parametrize(("entries", "ctx"), [
@@ -187,17 +206,22 @@ def test_plan_config_entries(tmp_path: Path, entries: list[triton.PlanEntry],
         cfg = _pbtxt(path)
         assert dict(cfg.cc_model_filenames) == {e.compute_capability: e.filename
                                                 for e in entries}
-        assert cfg.default_model_filename == entries[0].filename
+        assert not cfg.default_model_filename
 
 
 def test_triton_fixed_batch_model(tmp_path: Path) -> None:
     model = tiny_onnx_model(tmp_path / "m.onnx", dynamic_batch=False)
     path = tmp_path / "config.pbtxt"
-    path.write_text(triton.onnx_config("fixed", model, max_batch=8))
+    path.write_text(triton.onnx_config("fixed", model, max_batch=8, precision="int8"))
     cfg = _pbtxt(path)
     assert cfg.max_batch_size == 0
     assert list(cfg.input[0].dims) == [1, 3, 64, 64]
     assert not cfg.HasField("dynamic_batching")
+    trt = cfg.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert trt.parameters["precision_mode"] == "INT8"
+    assert "trt_profile_min_shapes" not in trt.parameters  # a fixed shape needs no profile
+    with pytest.raises(ConfigError, match="unknown precision"):
+        triton.onnx_config("fixed", model, max_batch=8, precision="bf16")
 
 
 @pytest.mark.parametrize(("max_batch", "sizes"), [(1, []), (2, [2]), (8, [2, 4, 8]),
