@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from detforge.core.errors import ConfigError
-from detforge.deploy.dsconfig import Pipeline, read_pipeline
+from detforge.deploy.dsconfig import APP_CONFIG, KeyFile, Pipeline, read_keyfile, read_pipeline
 from detforge.deploy.manifest import BundleManifest
 from detforge.runtime.metadata import ModelMeta
 
@@ -123,14 +123,19 @@ def _paths(folder: Path, pipe: Pipeline) -> list[str]:
         value = pipe.infer.get("property", key)
         if value:
             problems.append(_path_value(folder, pipe.infer.path, key, value.strip()))
-    for group, values in pipe.app.groups.items():
+    return [p for p in problems if p] + _app_paths(folder, pipe.app)
+
+
+def _app_paths(folder: Path, app: KeyFile) -> list[str]:
+    problems = []
+    for group, values in app.groups.items():
         for key, value in values.items():
             v = value.strip()
             if key == "uri" and v.startswith("file://"):
-                problems.append(_path_value(folder, pipe.app.path, f"[{group}] uri", v[7:]))
+                problems.append(_path_value(folder, app.path, f"[{group}] uri", v[7:]))
             elif key in ("config-file", "ll-lib-file", "ll-config-file", "labelfile-path",
                          "model-engine-file"):
-                problems.append(_path_value(folder, pipe.app.path, f"[{group}] {key}", v))
+                problems.append(_path_value(folder, app.path, f"[{group}] {key}", v))
     return [p for p in problems if p]
 
 
@@ -242,7 +247,13 @@ def check_configs(folder: Path, manifest: BundleManifest,
     try:
         pipe = read_pipeline(folder)
     except ConfigError as exc:
-        return None, [Violation(RULES["model-files"], str(exc))]
+        found = []
+        try:
+            app = read_keyfile(folder / APP_CONFIG)
+            found = [Violation(RULES["relative-paths"], m) for m in _app_paths(folder, app)]
+        except ConfigError:
+            pass
+        return None, found or [Violation(RULES["model-files"], str(exc))]
     found = [Violation(RULES["relative-paths"], m) for m in _paths(folder, pipe)]
     found += [Violation(RULES["parser-shipped"], m) for m in _parser(folder, pipe, manifest)]
     found += [Violation(RULES["streammux-aspect"], m) for m in _streammux(pipe, manifest)]
