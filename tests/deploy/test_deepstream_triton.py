@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,63 @@ def test_triton_bad_name(tmp_path: Path) -> None:
     model = tiny_onnx_model(tmp_path / "m.onnx")
     with pytest.raises(ConfigError, match="model name"):
         triton.onnx_config("bad name", model, max_batch=1)
+
+
+def _replace(file: str, old: str, new: str) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        path = folder / file
+        text = path.read_text()
+        assert old in text, (file, old)
+        path.write_text(text.replace(old, new, 1))
+    return edit
+
+
+INFER, APP = "config_infer_primary.txt", "deepstream_app_config.txt"
+
+
+@pytest.mark.parametrize(("edit", "rule", "words"), [
+    (_replace(INFER, "scaling-filter=1", "scaling-filter=0"), "scaling-filter", "not bilinear"),
+    (_replace(INFER, "crop-objects-to-roi-boundary=1", "crop-objects-to-roi-boundary=0"),
+     "crop-to-frame", "are dropped"),
+    (_replace(INFER, "symmetric-padding=1", "symmetric-padding=0"), "letterbox", "centred"),
+    (_replace(INFER, "maintain-aspect-ratio=1", "maintain-aspect-ratio=0"), "letterbox", ""),
+    (_replace(INFER, "net-scale-factor=", "net-scale-factor=1\n#"), "normalisation",
+     "net-scale-factor=1"),
+    (_replace(INFER, "model-color-format=0", "model-color-format=1"), "normalisation", "RGB"),
+    (_replace(INFER, "infer-dims=3;64;96", "infer-dims=3;64;64"), "infer-dims", "64x96"),
+    (_replace(INFER, "cluster-mode=2", "cluster-mode=4"), "clustering", "cluster-mode=4"),
+    (_replace(INFER, "pre-cluster-threshold=0.3", "pre-cluster-threshold=0.6"), "clustering",
+     "differ from the reference"),
+    (_replace(INFER, "model-engine-file=", "model-engine-file=other_"), "model-files",
+     "is not the engine"),
+    (_replace(INFER, "custom-lib-path=", "custom-lib-path=/usr/lib/"),
+     "relative-paths,parser-shipped", "custom-lib-path=/usr/lib/"),
+    (_replace(INFER, "parse-bbox-func-name=NvDsInferParseCustomDetforge",
+              "parse-bbox-func-name=NvDsInferParseYolo"), "parser-shipped", "not exported"),
+    (_replace(INFER, "labelfile-path=labels.txt", "labelfile-path=../../labels.txt"),
+     "relative-paths", "leaves the bundle folder"),
+    (_replace(APP, "enable-padding=1", "enable-padding=0\n#"), "", ""),  # same aspect: fine
+    (_replace(APP, "width=1920\nheight=1080\nenable-padding=1",
+              "width=96\nheight=64\nenable-padding=0"), "streammux-aspect", "stretches"),
+    (_replace(APP, "live-source=0", "live-source=0\n#"), "", ""),
+    (_replace(APP, "type=3", "type=4"), "live-source", "live-source=1"),
+], ids=["scaling-filter", "crop", "corner-padding", "stretch-in-nvinfer", "scale", "bgr",
+        "infer-dims", "cluster-mode", "threshold", "engine-name", "absolute-lib",
+        "parse-function", "path-escape", "padding-off-same-aspect", "streammux-stretch",
+        "noop", "rtsp-type-not-live"])
+def test_config_rules(bundles: Path, tmp_path: Path, edit: Callable[[Path], None], rule: str,
+                      words: str) -> None:
+    import shutil
+
+    from detforge.deploy.ds_rules import check_configs
+    from detforge.deploy.manifest import read_manifest
+
+    folder = Path(shutil.copytree(bundles / "t4", tmp_path / "t4"))
+    manifest, _ = read_manifest(folder)
+    meta = ModelMeta.model_validate(manifest.model.meta)
+    assert check_configs(folder, manifest, meta)[1] == []  # as shipped
+    edit(folder)
+    found = check_configs(folder, manifest, meta)[1]
+    assert [v.rule.id for v in found] == (rule.split(",") if rule else []), [str(v) for v in found]
+    assert all(words in str(v) for v in found)
+    assert all(v.rule.source for v in found)  # every rule cites where DeepStream does it

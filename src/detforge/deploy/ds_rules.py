@@ -190,18 +190,19 @@ def _nvinfer(pipe: Pipeline, manifest: BundleManifest, meta: ModelMeta) -> list[
     lb = meta.letterbox
     if pipe.maintain_aspect == lb.scale_fill or (pipe.maintain_aspect and
                                                  pipe.symmetric != lb.center):
+        trained = "a stretch" if lb.scale_fill else "a centred" if lb.center else "a corner"
         out.append(("letterbox", f"maintain-aspect-ratio={int(pipe.maintain_aspect)} "
                                  f"symmetric-padding={int(pipe.symmetric)} but the model was "
-                                 f"trained with {'a stretch' if lb.scale_fill else 'a centred' if lb.center else 'a corner'} "  # noqa: E501
-                                 f"letterbox"))
+                                 f"trained with {trained} letterbox"))
     norm = meta.normalize
     want_scale = norm.scale / norm.std[0]
     want_off = tuple(m / norm.scale for m in norm.mean)
     if not _close(pipe.scale, want_scale) or not all(
             _close(a, b, 1e-6) for a, b in zip(pipe.offsets, want_off, strict=True)):
-        out.append(("normalisation", f"net-scale-factor={pipe.scale:g} offsets="
-                                     f"{';'.join(f'{o:g}' for o in pipe.offsets)}, the model "
-                                     f"needs {want_scale:g} and {';'.join(f'{o:g}' for o in want_off)}"))  # noqa: E501
+        have = ";".join(f"{o:g}" for o in pipe.offsets)
+        need = ";".join(f"{o:g}" for o in want_off)
+        out.append(("normalisation", f"net-scale-factor={pipe.scale:g} offsets={have}, the "
+                                     f"model needs {want_scale:g} and {need}"))
     if pipe.bgr != (meta.color == "BGR"):
         out.append(("normalisation", f"model-color-format={int(pipe.bgr)} but the model takes "
                                      f"{meta.color}"))

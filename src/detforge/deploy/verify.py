@@ -209,6 +209,8 @@ def _integrity_and_configs(folder: Path, manifest: BundleManifest, raw: dict[str
                            report: VerifyReport, hmac_key: str | None,
                            public_key: Path | None) -> Any:
     """Signature, files and DeepStream rules; the configs' pipeline (None if unreadable)."""
+    from pydantic import ValidationError
+
     from detforge.deploy.ds_rules import check_configs
     from detforge.deploy.integrity import check_integrity
     from detforge.runtime.metadata import ModelMeta
@@ -217,7 +219,13 @@ def _integrity_and_configs(folder: Path, manifest: BundleManifest, raw: dict[str
                                       public_key=public_key)
     report.checks.extend(Check(*f) for f in findings)
     report.notes.extend(notes)
-    meta = ModelMeta.model_validate(manifest.model.meta)
+    try:
+        meta = ModelMeta.model_validate(manifest.model.meta)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        report.checks.append(Check("manifest", False, f"model.meta.{'.'.join(map(str, err['loc']))}"
+                                   f": {err['msg']}; rebuild the bundle"))
+        return None
     pipe, violations = check_configs(folder, manifest, meta)
     report.checks.append(Check(
         "deepstream configs", not violations,

@@ -366,10 +366,11 @@ def trtexec_path():
     return default if os.path.isfile(default) else None
 
 
-def run_trtexec(engine, inputs, input_name, output_name, work):
-    # type: (str, List[NDArray[Any]], str, str, str) -> List[NDArray[Any]]
-    """Run ``trtexec`` once per input with ``--loadInputs`` and ``--exportOutput``."""
-    exe = trtexec_path()
+def run_trtexec(engine, inputs, input_name, output_name, work, exe=None):
+    # type: (str, List[NDArray[Any]], str, str, str, Optional[str]) -> List[NDArray[Any]]
+    """Run ``trtexec`` (default: found on the PATH or in TensorRT's install) once per input
+    with ``--loadInputs`` and ``--exportOutput``."""
+    exe = exe or trtexec_path()
     if exe is None:
         raise DeviceCheckError("neither the TensorRT Python API nor trtexec is installed; set "
                                "TRTEXEC=/path/to/trtexec or pass --trtexec-output")
@@ -383,7 +384,7 @@ def run_trtexec(engine, inputs, input_name, output_name, work):
                f"--shapes={input_name}:{shape}", "--exportOutput=" + out,
                "--iterations=1", "--warmUp=0", "--duration=0"]
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+                              universal_newlines=True)  # noqa: UP021  (the text keyword is 3.7)
         if done.returncode != 0:
             tail = "\n".join(done.stdout.splitlines()[-5:])
             raise DeviceCheckError(f"trtexec failed on {engine} (exit {done.returncode}):\n{tail}")
