@@ -63,11 +63,13 @@ def engine_sidecar(engine: Path) -> dict[str, Any] | None:
 
 
 def _engine_problem(folder: Path, rel: str, manifest: BundleManifest) -> str | None:
+    from detforge.export.tensorrt import manifest_path
+
     engine = folder / rel
     side = engine_sidecar(engine)
     if side is None:
-        return (f"{rel} has no readable sidecar {rel}.json, so nothing ties it to this model; "
-                f"rebuild it with ./build_engine.sh")
+        return (f"{rel} has no readable sidecar {manifest_path(Path(rel)).as_posix()}, so "
+                f"nothing ties it to this model; rebuild it with ./build_engine.sh")
     onnx_sha = side.get("source_onnx_sha256") or side.get("onnx_sha256")
     if onnx_sha != manifest.model.sha256:
         return (f"{rel} was built from another model (sidecar names sha256 "

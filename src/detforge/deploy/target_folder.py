@@ -111,9 +111,11 @@ def _triton_section(plan_model: str, slot: PlanSlot, choice: Choice, onnx: Path,
 
 
 def _device_files(engine: str, plan_model: str | None, plan: str | None) -> list[DeviceFile]:
+    from detforge.export.tensorrt import manifest_path
+
     lib = parser.CUSTOM_LIB
     files = [DeviceFile(path=engine, check="engine"),
-             DeviceFile(path=f"{engine}.json", check="sidecar"),
+             DeviceFile(path=manifest_path(Path(engine)).as_posix(), check="sidecar"),
              DeviceFile(path=f"{Path(engine).stem}.build.sh", check="sidecar"),
              DeviceFile(path=lib, check="library"),
              DeviceFile(path=f"{lib}.sha256", check="record")]
