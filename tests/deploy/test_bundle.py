@@ -25,8 +25,15 @@ from detforge.runtime.metadata import ModelMeta, embed_meta, read_onnx_meta
 from detforge.testing import seeded_yolo11n
 
 CLASSES = ("red", "green", "blue")
+TOY_MODEL = "boxes fixed in network pixels: nvinfer's geometry moves them, a detector's would not"
+"""Why tests of :func:`conv_model` bundles do not gate on the emulated DeepStream pipeline
+(nvinfer truncates the scaled size and floors the padding where the workstation rounds;
+a real detector's boxes follow the content, so the difference cancels; these do not)."""
 FILES = ("config_infer_primary.txt", "deepstream_app_config.txt", "labels.txt",
-         "build_engine.sh", "manifest.json", "reference/detections.json")
+         "build_engine.sh", "manifest.json", "reference/detections.json", "verify_on_device.py",
+         "reference/device/expected.json", "reference/device/input_000.npy",
+         "nvdsinfer_custom_impl_detforge/nvdsparsebbox_detforge.cpp",
+         "nvdsinfer_custom_impl_detforge/Makefile")
 
 
 def conv_model(path: Path, *, imgsz: tuple[int, int] = (64, 64), **meta: Any) -> Path:
@@ -191,11 +198,11 @@ def test_int8_bundle_with_data_verifies(root: Path, source: Path, dataset: Path)
     assert "network-mode=1\n" in config and "model_b1_gpu0_int8.engine" in config
     assert "--int8" in (folder / "build_engine.sh").read_text()
     refs = sorted(p.name for p in (folder / "reference").iterdir())
-    assert refs == ["detections.json", "ref_000.jpg", "ref_001.jpg"]  # from the val split
+    assert refs == ["detections.json", "device", "ref_000.jpg", "ref_001.jpg"]  # val split
     assert (folder / "reference" / "ref_000.jpg").stat().st_nlink == 1  # the dataset is safe
-    report = verify_bundle(folder, speed_seconds=0.05)
+    report = verify_bundle(folder, speed_seconds=0.05, min_device_agreement=0)  # TOY_MODEL
     assert report.passed, report.reasons
-    assert verify_bundle(out / "jetson-nano", speed_seconds=0.05).passed
+    assert verify_bundle(out / "jetson-nano", speed_seconds=0.05, min_device_agreement=0).passed
 
 
 def test_int8_bundle_on_bccd(root: Path, source: Path, bccd_path: Path) -> None:
@@ -211,7 +218,7 @@ def test_int8_bundle_on_bccd(root: Path, source: Path, bccd_path: Path) -> None:
            if ds.images.split[i] == "val"}
     refs = sorted((folder / "reference").glob("ref_*.jpg"))
     assert len(refs) == 2 and all(p.read_bytes() in val for p in refs)
-    assert verify_bundle(folder, speed_seconds=0.05).passed
+    assert verify_bundle(folder, speed_seconds=0.05, min_device_agreement=0).passed  # TOY_MODEL
 
 
 def test_rebundle_replaces_only_bundles(root: Path, source: Path) -> None:
@@ -256,5 +263,6 @@ def test_bundle_from_yolo_weights(tmp_path: Path) -> None:
     assert "num-detected-classes=80" in (folder / "config_infer_primary.txt").read_text()
     _, reference, _ = load_reference(folder / "reference")
     assert sum(len(d) for d in reference) > 0  # the comparison has boxes to compare
-    report = verify_bundle(folder, speed_seconds=0.1)
+    report = verify_bundle(folder, speed_seconds=0.1, min_device_agreement=0)  # untrained
     assert report.passed, report.reasons
+    assert len(report.stages) == 4  # measured, not gated: test_emulation gates a trained one

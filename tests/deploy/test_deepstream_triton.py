@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,11 @@ def test_nvinfer_values_equal_metadata(bundles: Path, target: str) -> None:
     assert prop["cluster-mode"] == "2"  # NMS for the deepstream layout
     assert prop["maintain-aspect-ratio"] == "1" and prop["symmetric-padding"] == "1"
     assert prop["infer-dims"] == f"3;{meta.imgsz[0]};{meta.imgsz[1]}"
-    assert prop["parse-bbox-func-name"] == "NvDsInferParseYolo"
-    assert prop["custom-lib-path"] == deepstream.YOLO_CUSTOM_LIB
+    assert prop["parse-bbox-func-name"] == "NvDsInferParseCustomDetforge"
+    lib = folder / prop["custom-lib-path"]  # what the shipped Makefile builds
+    assert (lib.parent / "Makefile").is_file() and lib.name in (lib.parent / "Makefile").read_text()
     assert "engine-create-func-name" not in prop
+    assert prop["scaling-filter"] == "1" and prop["crop-objects-to-roi-boundary"] == "1"
     for key in ("interval", "network-type"):
         assert prop[key] == "0"
     assert prop["gie-unique-id"] == "1" and prop["process-mode"] == "1"
@@ -115,7 +118,8 @@ def test_app_config_sections(bundles: Path, target: str) -> None:
     assert {"application", "tiled-display", "source0", "sink0", "osd", "streammux",
             "primary-gie", "tracker"} <= set(app.sections())
     mux = app["streammux"]
-    assert (int(mux["height"]), int(mux["width"])) == IMGSZ
+    assert (int(mux["width"]), int(mux["height"])) == (1920, 1080)  # the source, not the model
+    assert mux["enable-padding"] == "1"
     assert int(mux["batch-size"]) == batch == int(app["source0"]["num-sources"])
     tiles = app["tiled-display"]
     assert int(tiles["rows"]) * int(tiles["columns"]) >= batch
@@ -126,16 +130,18 @@ def test_app_config_sections(bundles: Path, target: str) -> None:
     assert int(app["tracker"]["tracker-width"]) % 32 == 0
 
 
-def test_app_config_stream_size_and_live() -> None:
+def test_app_config_source_size_and_live() -> None:
     meta = ModelMeta(classes=("a",), imgsz=(384, 640))
-    app = deepstream.app_config(meta, batch=2, stream_size=(1920, 1080), fps=30, live=True,
+    app = deepstream.app_config(meta, batch=2, source_size=(1280, 720), fps=30,
                                 uri="rtsp://cam/1")
-    assert app["streammux"]["width"] == "1920" and app["streammux"]["height"] == "1080"
-    assert app["streammux"]["live-source"] == "1"
+    assert app["streammux"]["width"] == "1280" and app["streammux"]["height"] == "720"
+    assert app["streammux"]["live-source"] == "1" and app["source0"]["type"] == "4"
     assert app["streammux"]["batched-push-timeout"] == "33333"
     assert app["source0"]["uri"] == "rtsp://cam/1"
-    with pytest.raises(ConfigError, match="positive"):
-        deepstream.app_config(meta, batch=0)
+    for bad in ({"batch": 0}, {"batch": 1, "source_size": (0, 720)},
+                {"batch": 1, "uri": "http://cam/1"}):
+        with pytest.raises(ConfigError):
+            deepstream.app_config(meta, **bad)  # type: ignore[arg-type]
 
 
 def _pbtxt(path: Path) -> Any:
@@ -153,22 +159,36 @@ def test_triton_configs_parse(bundles: Path, target: str) -> None:
     batch = manifest["target"]["batch"]
     cfg = _pbtxt(folder / "model_repository" / name / "config.pbtxt")
     assert cfg.name == name and cfg.platform == "onnxruntime_onnx"
+    trt = cfg.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert trt.name == "tensorrt"
+    assert trt.parameters["precision_mode"] == manifest["target"]["precision"].upper()
+    assert trt.parameters["trt_profile_max_shapes"] == f"input:{batch}x3x{IMGSZ[0]}x{IMGSZ[1]}"
     assert (folder / "model_repository" / name / "1" / "model.onnx").is_file()
     assert cfg.max_batch_size == batch
     assert cfg.input[0].name == "input" and list(cfg.input[0].dims) == [3, *IMGSZ]
     assert cfg.output[0].name == "output" and list(cfg.output[0].dims) == [-1, 6]
     assert all(1 < b <= batch for b in cfg.dynamic_batching.preferred_batch_size)
     assert cfg.instance_group[0].count == 1
-    plan = _pbtxt(folder / "model_repository" / manifest["triton"]["plan_model"] /
-                  "config.pbtxt")
-    assert plan.platform == "tensorrt_plan"
+    # Triton refuses to start on a model folder without a version folder: none is shipped
+    for model_dir in (folder / "model_repository").iterdir():
+        assert [v for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit()], model_dir
+    plan_model = manifest["triton"]["plan_model"]
+    assert not (folder / "model_repository" / plan_model).exists()
+    plan = _pbtxt(folder / manifest["triton"]["plan_config"])
+    assert plan.platform == "tensorrt_plan" and plan.name == plan_model
+    assert not plan.default_model_filename  # an unlisted GPU must not load another's plan
+    assert plan.max_batch_size == max(t.batch for t in TARGETS.values())
     ccs = {"{}.{}".format(*t.compute_capability) for t in TARGETS.values()}
     assert set(plan.cc_model_filenames) == ccs
     mine = plan.cc_model_filenames[manifest["target"]["compute_capability"]]
     script = (folder / "build_engine.sh").read_text()
-    if mine.startswith(f"{target}_"):  # this target's plan: its build script puts it there
+    if mine.startswith(f"{target}_"):  # this target's plan: its build script installs it
         assert f"model_repository/{plan.name}/1/{mine}" in script
-        assert f"model_repository/{plan.name}/1/{mine}" in manifest["allowed_extra"]
+        assert f"cp triton/{plan.name}/config.pbtxt model_repository/{plan.name}/" in script
+        if batch < plan.max_batch_size:  # built again up to Triton's max_batch_size
+            assert f"--maxShapes=input:{plan.max_batch_size}x3x" in script
+        paths = {d["path"] for d in manifest["device_files"]}
+        assert f"model_repository/{plan.name}/1/{mine}" in paths
 
 
 @pytest.mark.parametrize(("entries", "ctx"), [
@@ -187,17 +207,22 @@ def test_plan_config_entries(tmp_path: Path, entries: list[triton.PlanEntry],
         cfg = _pbtxt(path)
         assert dict(cfg.cc_model_filenames) == {e.compute_capability: e.filename
                                                 for e in entries}
-        assert cfg.default_model_filename == entries[0].filename
+        assert not cfg.default_model_filename
 
 
 def test_triton_fixed_batch_model(tmp_path: Path) -> None:
     model = tiny_onnx_model(tmp_path / "m.onnx", dynamic_batch=False)
     path = tmp_path / "config.pbtxt"
-    path.write_text(triton.onnx_config("fixed", model, max_batch=8))
+    path.write_text(triton.onnx_config("fixed", model, max_batch=8, precision="int8"))
     cfg = _pbtxt(path)
     assert cfg.max_batch_size == 0
     assert list(cfg.input[0].dims) == [1, 3, 64, 64]
     assert not cfg.HasField("dynamic_batching")
+    trt = cfg.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert trt.parameters["precision_mode"] == "INT8"
+    assert "trt_profile_min_shapes" not in trt.parameters  # a fixed shape needs no profile
+    with pytest.raises(ConfigError, match="unknown precision"):
+        triton.onnx_config("fixed", model, max_batch=8, precision="bf16")
 
 
 @pytest.mark.parametrize(("max_batch", "sizes"), [(1, []), (2, [2]), (8, [2, 4, 8]),
@@ -210,3 +235,63 @@ def test_triton_bad_name(tmp_path: Path) -> None:
     model = tiny_onnx_model(tmp_path / "m.onnx")
     with pytest.raises(ConfigError, match="model name"):
         triton.onnx_config("bad name", model, max_batch=1)
+
+
+def _replace(file: str, old: str, new: str) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        path = folder / file
+        text = path.read_text()
+        assert old in text, (file, old)
+        path.write_text(text.replace(old, new, 1))
+    return edit
+
+
+INFER, APP = "config_infer_primary.txt", "deepstream_app_config.txt"
+
+
+@pytest.mark.parametrize(("edit", "rule", "words"), [
+    (_replace(INFER, "scaling-filter=1", "scaling-filter=0"), "scaling-filter", "not bilinear"),
+    (_replace(INFER, "crop-objects-to-roi-boundary=1", "crop-objects-to-roi-boundary=0"),
+     "crop-to-frame", "are dropped"),
+    (_replace(INFER, "symmetric-padding=1", "symmetric-padding=0"), "letterbox", "centred"),
+    (_replace(INFER, "maintain-aspect-ratio=1", "maintain-aspect-ratio=0"), "letterbox", ""),
+    (_replace(INFER, "net-scale-factor=", "net-scale-factor=1\n#"), "normalisation",
+     "net-scale-factor=1"),
+    (_replace(INFER, "model-color-format=0", "model-color-format=1"), "normalisation", "RGB"),
+    (_replace(INFER, "infer-dims=3;64;96", "infer-dims=3;64;64"), "infer-dims", "64x96"),
+    (_replace(INFER, "cluster-mode=2", "cluster-mode=4"), "clustering", "cluster-mode=4"),
+    (_replace(INFER, "pre-cluster-threshold=0.3", "pre-cluster-threshold=0.6"), "clustering",
+     "differ from the reference"),
+    (_replace(INFER, "model-engine-file=", "model-engine-file=other_"), "model-files",
+     "is not the engine"),
+    (_replace(INFER, "custom-lib-path=", "custom-lib-path=/usr/lib/"),
+     "relative-paths,parser-shipped", "custom-lib-path=/usr/lib/"),
+    (_replace(INFER, "parse-bbox-func-name=NvDsInferParseCustomDetforge",
+              "parse-bbox-func-name=NvDsInferParseYolo"), "parser-shipped", "not exported"),
+    (_replace(INFER, "labelfile-path=labels.txt", "labelfile-path=../../labels.txt"),
+     "relative-paths", "leaves the bundle folder"),
+    (_replace(APP, "enable-padding=1", "enable-padding=0\n#"), "", ""),  # same aspect: fine
+    (_replace(APP, "width=1920\nheight=1080\nenable-padding=1",
+              "width=96\nheight=64\nenable-padding=0"), "streammux-aspect", "stretches"),
+    (_replace(APP, "live-source=0", "live-source=0\n#"), "", ""),
+    (_replace(APP, "type=3", "type=4"), "live-source", "live-source=1"),
+], ids=["scaling-filter", "crop", "corner-padding", "stretch-in-nvinfer", "scale", "bgr",
+        "infer-dims", "cluster-mode", "threshold", "engine-name", "absolute-lib",
+        "parse-function", "path-escape", "padding-off-same-aspect", "streammux-stretch",
+        "noop", "rtsp-type-not-live"])
+def test_config_rules(bundles: Path, tmp_path: Path, edit: Callable[[Path], None], rule: str,
+                      words: str) -> None:
+    import shutil
+
+    from detforge.deploy.ds_rules import check_configs
+    from detforge.deploy.manifest import read_manifest
+
+    folder = Path(shutil.copytree(bundles / "t4", tmp_path / "t4"))
+    manifest, _ = read_manifest(folder)
+    meta = ModelMeta.model_validate(manifest.model.meta)
+    assert check_configs(folder, manifest, meta)[1] == []  # as shipped
+    edit(folder)
+    found = check_configs(folder, manifest, meta)[1]
+    assert [v.rule.id for v in found] == (rule.split(",") if rule else []), [str(v) for v in found]
+    assert all(words in str(v) for v in found)
+    assert all(v.rule.source for v in found)  # every rule cites where DeepStream does it

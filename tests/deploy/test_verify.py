@@ -119,26 +119,42 @@ def test_verify_report_json(bundle: Path) -> None:
     assert report["expected_ips"] == [150.0, 700.0] and not report["on_target"]
 
 
-def test_engine_output_is_allowed_but_needs_tensorrt(bundle: Path) -> None:
+def _engine_with_sidecar(bundle: Path, onnx_sha: str | None = None) -> Path:
+    """What build_engine.sh leaves: the plan and its sidecar naming the model it came from."""
     manifest = json.loads((bundle / "manifest.json").read_text())
     engine = bundle / manifest["engine"]["file"]
-    engine.write_bytes(b"a plan built on the device")  # what build_engine.sh leaves behind
+    engine.write_bytes(b"a plan built on the device")
+    sidecar = {"engine": engine.name, "compute_capability": "8.7", "tensorrt_version": "10.3.0",
+               "source_onnx_sha256": onnx_sha or manifest["model"]["sha256"]}
+    (bundle / f"{engine.name}.json").write_text(json.dumps(sidecar))
+    return engine
+
+
+def test_engine_from_build_script_is_trusted_but_needs_tensorrt(bundle: Path) -> None:
+    engine = _engine_with_sidecar(bundle)
+    before = engine.read_bytes()
     report = verify_bundle(bundle, speed_seconds=0.05)
     assert report.passed, report.reasons
     assert any("not usable here" in n for n in report.notes)
+    assert engine.read_bytes() == before  # never rebuilt over
     forced = verify_bundle(bundle, backend="tensorrt", speed_seconds=0.05)
     assert not forced.passed and forced.reasons[-1].startswith("model: engine")
 
 
-def test_parser_library_built_in_the_bundle_is_allowed(bundle: Path) -> None:
-    lib = bundle / "nvdsinfer_custom_impl_Yolo"  # where custom-lib-path points
-    lib.mkdir()
-    (lib / "libnvdsinfer_custom_impl_Yolo.so").write_bytes(b"ELF")
-    (lib / "nvdsparsebbox_Yolo.o").write_bytes(b"obj")
+def _bare_engine(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / manifest["engine"]["file"]).write_bytes(b"plan")
+
+
+@pytest.mark.parametrize(("plant", "reason"), [
+    (_bare_engine, "has no readable sidecar"),
+    (lambda b: _engine_with_sidecar(b, "0" * 64), "built from another model"),
+], ids=["engine-without-sidecar", "engine-from-another-model"])
+def test_untraceable_engine_fails(bundle: Path, plant: Callable[[Path], object],
+                                  reason: str) -> None:
+    plant(bundle)
     report = verify_bundle(bundle, speed_seconds=0.05)
-    assert report.passed, report.reasons
-    (bundle / "stray.txt").write_text("not from the build")
-    assert "stray.txt" in verify_bundle(bundle, speed_seconds=0.05).reasons[0]
+    assert not report.passed and reason in report.reasons[0]
 
 
 @pytest.mark.parametrize(("backend", "ctx"), [

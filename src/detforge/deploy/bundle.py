@@ -2,22 +2,25 @@
 
 ``DIR/<target>/`` holds everything a device needs and the proof of what it should see::
 
-    model.onnx | model_int8.onnx   the ONNX in DeepStream-Yolo's layout (INT8: Q/DQ)
+    model.onnx | model_int8.onnx   the ONNX in the deepstream layout (INT8: Q/DQ)
     labels.txt                     class names, one per line
-    config_infer_primary.txt       nvinfer config (DeepStream-Yolo keys), from the metadata
+    config_infer_primary.txt       nvinfer config, from the metadata
     deepstream_app_config.txt      `deepstream-app -c deepstream_app_config.txt`
-    model_repository/              Triton: <name>/config.pbtxt + 1/model.onnx
-                                   (+ <name>_trt/ with cc_model_filenames for several targets)
+    nvdsinfer_custom_impl_detforge/ the parser nvinfer loads: C++ source + Makefile
+    model_repository/              Triton: <name>/config.pbtxt + 1/model.onnx (TensorRT
+                                   accelerator); build_engine.sh adds <name>_trt/ with its plan
+    triton/<name>_trt/config.pbtxt the plan model's config (several targets), installed later
     build_engine.sh                trtexec build of model_b{B}_gpu0_{precision}.engine
-    reference/                     a few images + detections.json from the workstation
-    manifest.json                  sha256 of every file, target, lineage, fidelity hops
+    verify_on_device.py            the engine check for devices without detforge (Python 3.6)
+    reference/                     images + detections.json from the workstation, and
+                                   device/: network inputs and expected objects
+    manifest.json                  sha256 of every file, target, lineage, fidelity, signature
 
 Decisions are in ``docs/decisions/0004-deployment-bundles.md``.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import shutil
 import tempfile
@@ -26,29 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from detforge.core.atomic import atomic_write_json, atomic_write_text
+from detforge.core.atomic import make_temp_dir, publish_modes
 from detforge.core.errors import ConfigError
 from detforge.deploy import deepstream, triton
-from detforge.deploy.reference import copy_images, read_rgb, synthetic_images, write_reference
-from detforge.deploy.targets import Target, get_target, memory_warning, resolve_precision
-from detforge.export.engine_plan import (
-    build_script,
-    engine_file_name,
-    onnx_input,
-    parse_batch_range,
-    plan_engine,
-    sha256_file,
-    trtexec_command,
-)
+from detforge.deploy.device_reference import References
+from detforge.deploy.manifest import BUNDLE_FORMAT, MANIFEST, env_signing_key
+from detforge.deploy.reference import copy_images, synthetic_images
+from detforge.deploy.target_folder import Choice, Options, PlanSlot, bundle_files, write_target
+from detforge.deploy.targets import get_target, resolve_precision
+from detforge.export.engine_plan import engine_file_name, onnx_input, sha256_file
 from detforge.runtime.metadata import ModelMeta
 
 if TYPE_CHECKING:
     from detforge.data.dataset import Dataset
 
 __all__ = ["BUNDLE_FORMAT", "BundleResult", "TargetBundle", "bundle_model", "bundle_files"]
-
-BUNDLE_FORMAT = "detforge-bundle/1"
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -72,28 +67,8 @@ class BundleResult:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Choice:
-    target: Target
-    precision: str
-    batch: int
-
-
-def _copy(src: Path, dst: Path) -> None:
-    """A real copy, never a hard link: editing one bundle file must not change another
-    target's, nor the dataset an image came from."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
-
-
-def bundle_files(folder: Path) -> list[str]:
-    """Every file under ``folder`` but the manifest, as sorted POSIX relative paths."""
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST)
-
-
 def _choose(names: Sequence[str], precision: str, batch: int | None, has_data: bool,
-            notes: list[str]) -> list[_Choice]:
+            notes: list[str]) -> list[Choice]:
     """Resolve precision and batch per target before any work is done."""
     if not names:
         raise ConfigError("no --target given; pass one or more, e.g. --target orin-nano "
@@ -113,7 +88,7 @@ def _choose(names: Sequence[str], precision: str, batch: int | None, has_data: b
             notes.append(f"{n}: INT8 recommended, but no --data for calibration; bundled "
                          f"FP16 instead (pass --data DS for INT8)")
             p = "fp16"
-        choices.append(_Choice(t, p, batch or t.batch))
+        choices.append(Choice(t, p, batch or t.batch))
     return choices
 
 
@@ -187,7 +162,7 @@ def _replace_folder(partial: Path, final: Path) -> None:
             fmt = json.loads(manifest.read_text(encoding="utf-8")).get("format")
         except (OSError, ValueError, AttributeError):
             fmt = None
-        if fmt != BUNDLE_FORMAT:
+        if fmt not in (BUNDLE_FORMAT, "detforge-bundle/1"):
             raise ConfigError(f"{final} exists and is not a detforge bundle; choose another "
                               f"--out or remove it")
         shutil.rmtree(final)
@@ -199,6 +174,10 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
                  imgsz: tuple[int, int] | None = None, conf: float = 0.25, iou: float = 0.45,
                  max_det: int = 300, reference_images: int = 4, calib_images: int = 32,
                  name: str | None = None,
+                 source_size: tuple[int, int] = deepstream.DEFAULT_SOURCE_SIZE,
+                 source_uri: str = deepstream.SAMPLE_URI, pad_fill: bool = True,
+                 sign: bool = False,
+                 sign_key: str | Path | None = None,
                  echo: Callable[[str], None] | None = None) -> BundleResult:
     """Write a deployment bundle for each target.
 
@@ -218,6 +197,12 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
         reference_images: Images in ``reference/``.
         calib_images: INT8 calibration images.
         name: Triton model name (default: the model file's stem).
+        source_size: (width, height) of the video the DeepStream app config is set for.
+        source_uri: The app config's source (``file://`` or ``rtsp://``).
+        pad_fill: Put :mod:`~detforge.deploy.pad_fill` in front of the bundled model, so
+            nvinfer's black letterbox bands reach the network as the training grey.
+        sign: Sign each manifest with HMAC-SHA256, key from ``$DETFORGE_SIGNING_KEY``.
+        sign_key: Sign each manifest with this Ed25519 private key (PEM) instead.
         echo: Where progress lines go (default: nowhere).
 
     Returns:
@@ -225,7 +210,8 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
 
     Raises:
         ConfigError: Unknown target or precision, INT8 asked without ``data``, a non-float or
-            RT-DETR model, or an output folder that is not an earlier bundle.
+            RT-DETR model, an output folder that is not an earlier bundle, or signing asked
+            without a key.
         TargetCapabilityError: A target cannot run the requested precision (INT8 on
             Jetson Nano / TX2).
         ExportError: The model cannot be exported, quantised or serve the batch.
@@ -244,6 +230,9 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
         raise ConfigError(f"--data {data}: no such dataset")
     if not 0 <= conf <= 1 or not 0 <= iou <= 1 or max_det < 1 or reference_images < 1:
         raise ConfigError("conf and iou must lie in [0, 1], max_det and reference_images >= 1")
+    hmac_key = _signing(sign, sign_key)
+    deepstream.app_config(ModelMeta(classes=("x",)), batch=1, source_size=source_size,
+                          uri=source_uri)  # refuse a bad source before any work
     result = BundleResult([])
     choices = _choose(targets, precision, batch, data is not None, result.notes)
     name = name or "".join(c if c.isalnum() or c in "_-" else "_" for c in model.stem)
@@ -265,148 +254,75 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
             models["int8"] = work / "model_int8.onnx"
             quantize_int8(float_onnx, models["int8"], _calibration(dataset, meta, calib_images),
                           flavour="tensorrt")
+        if pad_fill:
+            for path in dict.fromkeys(models.values()):
+                _add_pad_fill(path, meta)
         images = _reference_images(work / "reference", dataset, reference_images)
         thresholds = {"conf": conf, "iou": iou, "max_det": max_det}
-        detections: dict[str, Path] = {}
         fixed = onnx_input(float_onnx)[1][0]
         if fixed is not None:
-            choices = [_Choice(c.target, c.precision, fixed) for c in choices]
+            choices = [Choice(c.target, c.precision, fixed) for c in choices]
             if batch not in (None, fixed):
                 result.notes.append(f"the model's batch is fixed at {fixed}; bundled for batch "
                                     f"{fixed}, not {batch} (re-export with a dynamic batch)")
-        plans = _plan_entries(choices) if len(choices) > 1 else []
-        fidelity = _fidelity(model)
-        source = {"path": str(model), "sha256": sha256_file(model)}
+        plans = _plan_slots(choices) if len(choices) > 1 else []
+        opts = Options(name=name, thresholds=thresholds, source_size=source_size,
+                       source_uri=source_uri, plans=plans,
+                       plan_batch=max(c.batch for c in choices), fidelity=_fidelity(model),
+                       source={"path": str(model), "sha256": sha256_file(model)},
+                       hmac_key=hmac_key, sign_key=Path(sign_key) if sign_key else None,
+                       pad_fill=pad_fill)
+        refs = References(images, thresholds, work, source_size)
         for choice in tqdm(choices, desc="bundles", unit="target", disable=None):
             say(f"{choice.target.name}: {choice.precision}, batch {choice.batch}")
-            tb = _write_target(choice, out, work, models[choice.precision], meta, images,
-                               detections, thresholds, name, plans, fidelity, source)
-            result.bundles.append(tb)
+            partial = make_temp_dir(out, prefix=f".{choice.target.name}.")
+            try:
+                manifest, notes = write_target(partial, choice, models[choice.precision], meta,
+                                               opts, refs)
+                publish_modes(partial)
+                final = out / choice.target.name
+                _replace_folder(partial, final)
+            except BaseException:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
+            result.bundles.append(TargetBundle(choice.target.name, final, choice.precision,
+                                               choice.batch, manifest.model.file,
+                                               manifest.engine.file, tuple(notes)))
     return result
 
 
-def _plan_entries(choices: Sequence[_Choice]) -> list[tuple[_Choice, triton.PlanEntry]]:
+def _add_pad_fill(path: Path, meta: ModelMeta) -> None:
+    import onnx
+
+    from detforge.deploy.pad_fill import add_pad_fill
+
+    model = add_pad_fill(onnx.load(str(path)), meta)
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+
+
+def _signing(sign: bool, sign_key: str | Path | None) -> str | None:
+    """The HMAC key when ``sign``; refuses both, or ``sign`` without the variable."""
+    if sign and sign_key:
+        raise ConfigError("give --sign (HMAC, $DETFORGE_SIGNING_KEY) or --sign-key FILE "
+                          "(Ed25519), not both")
+    if sign_key and not Path(sign_key).is_file():
+        raise ConfigError(f"--sign-key {sign_key}: no such file")
+    if not sign:
+        return None
+    key = env_signing_key()
+    if not key:
+        raise ConfigError("--sign needs the shared secret in $DETFORGE_SIGNING_KEY; set it "
+                          "(the same value verifies the bundle) or use --sign-key FILE")
+    return key
+
+
+def _plan_slots(choices: Sequence[Choice]) -> list[PlanSlot]:
     """One plan per compute capability (the first target listed wins a shared one)."""
-    seen: dict[str, tuple[_Choice, triton.PlanEntry]] = {}
+    seen: dict[str, PlanSlot] = {}
     for c in choices:
         cc = "{}.{}".format(*c.target.compute_capability)
         engine = Path(engine_file_name(c.batch, c.precision)).stem
-        seen.setdefault(cc, (c, triton.PlanEntry(cc, f"{c.target.name}_{engine}.plan",
-                                                 c.target.name)))
+        seen.setdefault(cc, PlanSlot(c, triton.PlanEntry(cc, f"{c.target.name}_{engine}.plan",
+                                                         c.target.name)))
     return list(seen.values())
-
-
-def _reference_run(onnx_path: Path, images: Sequence[Path], thresholds: dict[str, Any],
-                   cache: dict[str, Path], work: Path) -> Path:
-    """detections.json of ``onnx_path`` on ``images`` (computed once per distinct model)."""
-    from detforge.runtime import load_model
-
-    key = sha256_file(onnx_path)
-    if key not in cache:
-        with load_model(onnx_path, device="cpu", conf=thresholds["conf"],
-                        iou=thresholds["iou"], max_det=thresholds["max_det"]) as m:
-            dets = [m.predict([read_rgb(p)])[0] for p in images]
-        folder = work / f"ref-{key[:12]}"
-        folder.mkdir()
-        cache[key] = write_reference(folder, images, dets, model=onnx_path.name,
-                                     thresholds=thresholds)
-    return cache[key]
-
-
-def _write_target(choice: _Choice, out: Path, work: Path, onnx_src: Path, meta: ModelMeta,
-                  images: Sequence[Path], ref_cache: dict[str, Path],
-                  thresholds: dict[str, Any], name: str,
-                  plans: Sequence[tuple[_Choice, triton.PlanEntry]],
-                  fidelity: list[dict[str, Any]] | None, source: dict[str, str]) -> TargetBundle:
-    t, precision = choice.target, choice.precision
-    notes: list[str] = []
-    partial = Path(tempfile.mkdtemp(prefix=f".{t.name}.", dir=out))
-    try:
-        onnx_name = "model_int8.onnx" if precision == "int8" else "model.onnx"
-        onnx_path = partial / onnx_name
-        _copy(onnx_src, onnx_path)
-        batch = choice.batch
-        dynamic = onnx_input(onnx_path)[1][0] is None
-        rng = parse_batch_range(f"1-{batch}") if dynamic else (batch, batch, batch)
-        plan = plan_engine(onnx_path, t, precision, batch=rng)
-        engine = plan.engine.name
-        atomic_write_text(partial / "labels.txt", "".join(f"{c}\n" for c in meta.classes))
-        options = deepstream.InferOptions(onnx_name, engine, "labels.txt", batch, precision,
-                                          thresholds["conf"], thresholds["iou"],
-                                          thresholds["max_det"])
-        header = [f"nvinfer config for {t.title} ({t.sm}), {precision}, batch {batch}; "
-                  f"written by detforge from the model metadata.",
-                  "Run ./build_engine.sh on the device first: nvinfer then loads the engine "
-                  "instead of building one",
-                  "(its own builder drops a Q/DQ INT8 model to FP16). Build the parser with "
-                  "DeepStream-Yolo's nvdsinfer_custom_impl_Yolo."]
-        atomic_write_text(partial / "config_infer_primary.txt", deepstream.render_ini(
-            deepstream.nvinfer_config(meta, options), header=header))
-        atomic_write_text(partial / "deepstream_app_config.txt", deepstream.render_ini(
-            deepstream.app_config(meta, batch=batch),
-            header=["deepstream-app -c deepstream_app_config.txt  (DeepStream "
-                    f"{t.deepstream} on {t.title})"],
-            notes={"source0": ["Set uri to your video (file:///abs/path.mp4) or an rtsp:// URI;"
-                               " type=3 is a URI source. The default is DeepStream's sample."],
-                   "sink0": ["type=1 is a fake sink (headless, FPS in the log); 2 = display, "
-                             "3 = file."]}))
-        repo = partial / "model_repository"
-        _copy(onnx_path, repo / name / "1" / "model.onnx")
-        atomic_write_text(repo / name / "config.pbtxt",
-                          triton.onnx_config(name, onnx_path, max_batch=batch))
-        script = build_script(plan)
-        allowed = [engine, f"{engine}.json", f"{Path(engine).stem}.build.sh",
-                   f"{Path(deepstream.YOLO_CUSTOM_LIB).parent}/*"]  # the parser, built there
-        if plans:
-            entries = [e for _, e in plans]
-            trt_name = f"{name}_trt"
-            atomic_write_text(repo / trt_name / "config.pbtxt", triton.plan_config(
-                trt_name, onnx_path, entries, max_batch=min(c.batch for c, _ in plans)))
-            allowed += [f"model_repository/{trt_name}/1/{e.filename}" for e in entries]
-            mine = next((e for c, e in plans if c.target.name == t.name), None)
-            if mine is not None:
-                script += (f"# Triton: copy the plan where {trt_name}/config.pbtxt expects it\n"
-                           f"mkdir -p model_repository/{trt_name}/1\n"
-                           f"cp {engine} model_repository/{trt_name}/1/{mine.filename}\n"
-                           f"echo \"copied to model_repository/{trt_name}/1/{mine.filename}\"\n")
-            else:
-                notes.append(f"Triton plan config: sm {t.sm} is served by another target's plan")
-        atomic_write_text(partial / "build_engine.sh", script)
-        (partial / "build_engine.sh").chmod(0o755)
-        ref_json = _reference_run(onnx_path, images, thresholds, ref_cache, work)
-        for img in images:
-            _copy(img, partial / "reference" / img.name)
-        _copy(ref_json, partial / "reference" / ref_json.name)
-        warning = memory_warning(t, onnx_path.stat().st_size, batch)
-        if warning:
-            notes.append(warning)
-        onnx_sha = sha256_file(onnx_path)
-        manifest = {
-            "format": BUNDLE_FORMAT,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "target": {"name": t.name, "title": t.title, "sm": t.sm,
-                       "compute_capability": "{}.{}".format(*t.compute_capability),
-                       "precision": precision, "batch": batch, "tensorrt": t.tensorrt,
-                       "deepstream": t.deepstream, "jetpack": t.jetpack,
-                       "expected_ips": list(t.expected_ips)},
-            "model": {"file": onnx_name, "sha256": onnx_sha, "meta": json.loads(meta.to_json())},
-            "engine": {"file": engine, "build_script": "build_engine.sh",
-                       "command": trtexec_command(plan),
-                       "batch": list(plan.batch)},
-            "triton": {"name": name, "plan_model": f"{name}_trt" if plans else None},
-            "thresholds": thresholds,
-            "lineage": {"dataset_version": meta.dataset_version, "run_id": meta.run_id,
-                        "metrics": meta.metrics, "source": source, "onnx_sha256": onnx_sha,
-                        "engine": engine},
-            "fidelity": fidelity,
-            "allowed_extra": allowed,
-            "notes": notes,
-            "files": {rel: sha256_file(partial / rel) for rel in bundle_files(partial)},
-        }
-        atomic_write_json(partial / MANIFEST, manifest)
-        final = out / t.name
-        _replace_folder(partial, final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return TargetBundle(t.name, final, precision, batch, onnx_name, engine, tuple(notes))

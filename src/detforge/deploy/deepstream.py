@@ -1,17 +1,19 @@
 """DeepStream configuration files, derived from the model's metadata.
 
-Two INI files per bundle, both in the ``key=value`` syntax ``configparser`` reads:
+Two GLib key files per bundle (``key=value``, ``#`` comments; see :mod:`.dsconfig`):
 
-* ``config_infer_primary.txt`` for the ``nvinfer`` element, with the keys DeepStream-Yolo's
-  ONNX configs use (its stock ``NvDsInferParseYolo`` parser reads detforge's ``deepstream``
-  layout: one output ``[B, N, 6]`` = x1, y1, x2, y2, score, class in network pixels);
+* ``config_infer_primary.txt`` for the ``nvinfer`` element. It names detforge's own parser,
+  ``NvDsInferParseCustomDetforge`` in ``nvdsinfer_custom_impl_detforge/`` (shipped in the
+  bundle, built there with ``make``), which reads detforge's ``deepstream`` layout: one
+  output ``[B, N, 6]`` = x1, y1, x2, y2, score, class in network pixels.
 * ``deepstream_app_config.txt`` for ``deepstream-app -c``: source, streammux, primary GIE,
-  tracker, OSD and sink.
+  tracker, OSD and sink. streammux runs at the source resolution with padding, so no
+  stretch happens before nvinfer's own letterbox.
 
 Every value that describes the model (input size, colour order, normalisation, letterbox,
 class count, layout) is read from :class:`~detforge.runtime.metadata.ModelMeta`; thresholds,
-batch and precision come from the bundle options. Nothing is a template constant that should
-come from the model.
+batch and precision come from the bundle options. The rules these values follow, with their
+sources, are in :mod:`detforge.deploy.ds_rules`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from detforge.core.errors import ConfigError
+from detforge.deploy.parser import CUSTOM_LIB, FUNCTION
 from detforge.runtime.metadata import ModelMeta
 
-__all__ = ["CLUSTER_MODES", "DEEPSTREAM_ROOT", "NETWORK_MODES", "YOLO_CUSTOM_LIB",
-           "InferOptions", "app_config", "nvinfer_config", "render_ini"]
+__all__ = ["CLUSTER_MODES", "DEEPSTREAM_ROOT", "DEFAULT_SOURCE_SIZE", "NETWORK_MODES",
+           "SAMPLE_URI", "InferOptions", "app_config", "nvinfer_config", "render_ini"]
 
 NETWORK_MODES: dict[str, int] = {"fp32": 0, "int8": 1, "fp16": 2}
 """nvinfer ``network-mode`` per precision."""
@@ -32,11 +35,14 @@ NETWORK_MODES: dict[str, int] = {"fp32": 0, "int8": 1, "fp16": 2}
 CLUSTER_MODES: dict[str, int] = {"raw": 2, "deepstream": 2, "end2end": 4}
 """nvinfer ``cluster-mode`` per layout: 2 = NMS, 4 = none (NMS already in the graph)."""
 
-YOLO_CUSTOM_LIB = "nvdsinfer_custom_impl_Yolo/libnvdsinfer_custom_impl_Yolo.so"
-"""Where DeepStream-Yolo's parser library is built, relative to the config file."""
-
 DEEPSTREAM_ROOT = "/opt/nvidia/deepstream/deepstream"
 """Install prefix of DeepStream on Jetson and in NVIDIA's containers."""
+
+SAMPLE_URI = f"file://{DEEPSTREAM_ROOT}/samples/streams/sample_1080p_h264.mp4"
+"""DeepStream's own 1920x1080 sample clip, present in every install."""
+
+DEFAULT_SOURCE_SIZE = (1920, 1080)
+"""(width, height) of the video the bundle is configured for (``--source-size``)."""
 
 Sections = dict[str, dict[str, str]]
 
@@ -55,7 +61,7 @@ class InferOptions:
         iou: NMS IoU threshold (``nms-iou-threshold``).
         topk: Most detections kept per frame.
         gpu_id: GPU index.
-        custom_lib: Path of the DeepStream-Yolo parser library.
+        custom_lib: Path of the parser library, relative to the config file.
     """
 
     onnx_file: str
@@ -67,7 +73,7 @@ class InferOptions:
     iou: float
     topk: int
     gpu_id: int = 0
-    custom_lib: str = YOLO_CUSTOM_LIB
+    custom_lib: str = CUSTOM_LIB
 
 
 def _num(value: float) -> str:
@@ -97,9 +103,10 @@ def nvinfer_config(meta: ModelMeta, options: InferOptions) -> Sections:
 
     The engine is named so nvinfer loads the plan ``build_engine.sh`` writes instead of
     building its own: nvinfer's built-in builder drops to FP16 for a Q/DQ INT8 model that
-    has no calibration table. No ``engine-create-func-name`` is set: DeepStream-Yolo's
-    ``NvDsInferYoloCudaEngineGet`` only adds its own INT8 calibrator and Darknet support,
-    and nvinfer parses the ONNX itself.
+    has no calibration table. No ``engine-create-func-name`` is set: nvinfer parses the
+    ONNX itself. ``scaling-filter=1`` (bilinear, as the workstation resizes) and
+    ``crop-objects-to-roi-boundary=1`` (clip, not drop, a box that leaves the frame) are
+    set explicitly; nvinfer's defaults are nearest-neighbour and drop.
 
     Args:
         meta: The bundled model's metadata.
@@ -109,12 +116,13 @@ def nvinfer_config(meta: ModelMeta, options: InferOptions) -> Sections:
         Section name -> key -> value, in file order.
 
     Raises:
-        ConfigError: The layout has no DeepStream-Yolo parser (``rtdetr``), the precision
-            is unknown, or the normalisation cannot be expressed by nvinfer.
+        ConfigError: The layout has no parser yet (``rtdetr``), the precision is unknown,
+            or the normalisation cannot be expressed by nvinfer.
     """
     if meta.layout not in CLUSTER_MODES:
-        raise ConfigError(f"layout {meta.layout!r} has no DeepStream-Yolo parser; bundle a raw, "
-                          f"deepstream or end2end model (`detforge export onnx --layout raw`)")
+        raise ConfigError(f"layout {meta.layout!r} has no DeepStream parser in detforge yet; "
+                          f"bundle a raw, deepstream or end2end model "
+                          f"(`detforge export onnx --layout raw`)")
     if options.precision not in NETWORK_MODES:
         raise ConfigError(f"unknown precision {options.precision!r}; choose one of "
                           f"{list(NETWORK_MODES)}")
@@ -143,7 +151,9 @@ def nvinfer_config(meta: ModelMeta, options: InferOptions) -> Sections:
         "symmetric-padding": "1" if meta.letterbox.center and not meta.letterbox.scale_fill
         else "0",
         "infer-dims": f"3;{h};{w}",
-        "parse-bbox-func-name": "NvDsInferParseYolo",
+        "scaling-filter": "1",
+        "crop-objects-to-roi-boundary": "1",
+        "parse-bbox-func-name": FUNCTION,
         "custom-lib-path": options.custom_lib,
     })
     attrs = {"nms-iou-threshold": _num(options.iou),
@@ -153,42 +163,48 @@ def nvinfer_config(meta: ModelMeta, options: InferOptions) -> Sections:
 
 
 def app_config(meta: ModelMeta, *, batch: int, infer_config: str = "config_infer_primary.txt",
-               stream_size: tuple[int, int] | None = None, fps: float = 25.0,
-               uri: str = f"file://{DEEPSTREAM_ROOT}/samples/streams/sample_1080p_h264.mp4",
-               live: bool = False, gpu_id: int = 0) -> Sections:
+               source_size: tuple[int, int] = DEFAULT_SOURCE_SIZE, fps: float = 25.0,
+               uri: str = SAMPLE_URI, gpu_id: int = 0) -> Sections:
     """The sections of ``deepstream_app_config.txt`` for ``deepstream-app -c``.
 
     Args:
         meta: The bundled model's metadata.
         batch: Streams batched together (streammux and nvinfer batch size).
         infer_config: The nvinfer config file, relative to this one.
-        stream_size: (width, height) of the stream; default: the model input, so streammux
-            does no resize before nvinfer's own letterbox.
+        source_size: (width, height) of the video: streammux runs at it, so it scales
+            nothing, and pads (keeping the aspect ratio) a source of another size.
         fps: Stream frame rate; ``batched-push-timeout`` is one frame interval.
-        uri: The video to run. The default is DeepStream's sample clip, present in every
-            DeepStream install; set your file (``file:///...``) or ``rtsp://`` URI.
-        live: The source is live (camera, RTSP).
+        uri: The video: ``file://`` (a relative path resolves against this file's
+            folder) or ``rtsp://`` (then ``live-source=1`` and an RTSP source).
         gpu_id: GPU index.
 
     Returns:
         Section name -> key -> value, in file order.
 
     Raises:
-        ConfigError: ``batch`` or ``fps`` is not positive.
+        ConfigError: ``batch``, ``fps`` or ``source_size`` is not positive, or the URI is
+            neither ``file://`` nor ``rtsp://``.
     """
-    if batch < 1 or fps <= 0:
-        raise ConfigError(f"batch ({batch}) and fps ({fps}) must be positive")
+    if batch < 1 or fps <= 0 or min(source_size) < 1:
+        raise ConfigError(f"batch ({batch}), fps ({fps}) and --source-size {source_size} "
+                          f"must be positive")
+    live = uri.startswith(("rtsp://", "rtsps://"))
+    if not live and not uri.startswith("file://"):
+        raise ConfigError(f"source URI {uri!r} must start with file:// or rtsp://")
     h, w = meta.imgsz
-    sw, sh = stream_size or (w, h)
+    sw, sh = source_size
     rows = math.isqrt(batch - 1) + 1  # a near-square tiling of the batch's streams
     gpu = str(gpu_id)
+    source: dict[str, str] = {"enable": "1", "type": "4" if live else "3", "uri": uri,
+                              "num-sources": str(batch), "gpu-id": gpu, "cudadec-memtype": "0"}
+    if live:
+        source.update({"latency": "200", "rtsp-reconnect-interval-sec": "10"})
     return {
         "application": {"enable-perf-measurement": "1", "perf-measurement-interval-sec": "5"},
         "tiled-display": {"enable": "1", "rows": str(rows),
                           "columns": str(-(-batch // rows)), "width": str(sw),
                           "height": str(sh), "gpu-id": gpu, "nvbuf-memory-type": "0"},
-        "source0": {"enable": "1", "type": "3", "uri": uri, "num-sources": str(batch),
-                    "gpu-id": gpu, "cudadec-memtype": "0"},
+        "source0": source,
         "sink0": {"enable": "1", "type": "1", "sync": "0", "gpu-id": gpu,
                   "nvbuf-memory-type": "0"},
         "osd": {"enable": "1", "gpu-id": gpu, "border-width": "2", "text-size": "12",
@@ -197,7 +213,7 @@ def app_config(meta: ModelMeta, *, batch: int, infer_config: str = "config_infer
         "streammux": {"gpu-id": gpu, "live-source": "1" if live else "0",
                       "batch-size": str(batch),
                       "batched-push-timeout": str(round(1_000_000 / fps)),
-                      "width": str(sw), "height": str(sh), "enable-padding": "0",
+                      "width": str(sw), "height": str(sh), "enable-padding": "1",
                       "nvbuf-memory-type": "0"},
         "primary-gie": {"enable": "1", "gpu-id": gpu, "gie-unique-id": "1",
                         "nvbuf-memory-type": "0", "config-file": infer_config},

@@ -4,7 +4,9 @@ A bundle's ``reference/`` folder holds a few images (picked from the dataset's v
 or synthetic ones drawn with PIL when no dataset is given) and ``detections.json``, the
 detections the bundled ONNX gave for them on the workstation's CPU. ``deploy verify`` runs
 the same images on the target and compares, box by box (same class, IoU >= 0.9), with
-:func:`compare_detections`.
+:func:`compare_detections`. ``reference/device/`` holds what nvinfer feeds the network for
+each image and the objects it should get back (:func:`write_device_reference`), for the
+on-device check that needs no detforge.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from detforge.core.boxes import box_iou
 from detforge.core.detections import Detections
 from detforge.core.errors import ConfigError
 
-__all__ = ["DETECTIONS_FILE", "Comparison", "compare_detections", "copy_images", "load_reference",
-           "read_rgb", "synthetic_images", "write_reference"]
+__all__ = ["DETECTIONS_FILE", "DEVICE_DIR", "Comparison", "compare_detections", "copy_images",
+           "load_reference", "read_rgb", "synthetic_images", "write_device_reference",
+           "write_reference"]
 
 DETECTIONS_FILE = "detections.json"
 
@@ -217,3 +220,49 @@ def compare_detections(reference: Sequence[Detections], new: Sequence[Detections
         missing += int(np.count_nonzero(~used_ref & (ref.scores >= borderline)))
         extra += int(np.count_nonzero(~used_new & (got.scores >= borderline)))
     return Comparison(n_ref, n_new, matched, missing, extra, max_diff, min_iou)
+
+
+DEVICE_DIR = "device"
+DEVICE_FORMAT = "detforge-device-reference/1"
+
+
+def write_device_reference(folder: Path, pixels: Sequence[NDArray[np.uint8]],
+                           objects: Sequence[NDArray[np.float32]], *, sources: Sequence[Path],
+                           input_name: str, output_name: str, scale: float,
+                           offsets: Sequence[float], thresholds: dict[str, Any]) -> Path:
+    """Write ``device/``: what nvinfer feeds the network for each reference image, and the
+    objects the parser and nvinfer's clustering return on the workstation's model, for
+    verify_on_device.py to compare an engine against.
+
+    Args:
+        folder: The ``reference/`` folder.
+        pixels: Per image, the scaled and padded ``[H, W, 3]`` uint8 network picture, in
+            the model's colour order.
+        objects: Per image, ``[M, 6]`` rows of class, left, top, width, height, confidence
+            in network pixels.
+        sources: The reference images they came from.
+        input_name: The network input's name.
+        output_name: The detection output's name.
+        scale: net-scale-factor.
+        offsets: Per-channel offsets.
+        thresholds: pre_cluster, post_cluster, nms_iou, topk, num_classes.
+
+    Returns:
+        ``device/expected.json``.
+    """
+    out = folder / DEVICE_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i, (pix, objs, src) in enumerate(zip(pixels, objects, sources, strict=True)):
+        name = f"input_{i:03d}.npy"
+        np.save(out / name, np.ascontiguousarray(pix, np.uint8), allow_pickle=False)
+        records.append({"source": src.name, "input": name,
+                        "objects": np.asarray(objs, np.float32).round(4).tolist()})
+    h, w = pixels[0].shape[:2] if pixels else (0, 0)
+    path = out / "expected.json"
+    atomic_write_json(path, {"format": DEVICE_FORMAT,
+                             "input": {"name": input_name, "shape": [3, int(h), int(w)],
+                                       "net_scale_factor": scale, "offsets": list(offsets)},
+                             "output": {"name": output_name, "layout": "deepstream"},
+                             "thresholds": thresholds, "images": records})
+    return path

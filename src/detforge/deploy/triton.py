@@ -1,17 +1,27 @@
 """Triton Inference Server model configurations (``config.pbtxt``), from the ONNX graph.
 
-Two configurations can sit in a bundle's ``model_repository/``:
+Two models, and a repository that starts as shipped:
 
-* ``<name>/config.pbtxt`` with ``1/model.onnx``: platform ``onnxruntime_onnx``, portable to
-  any GPU (Triton's ONNX Runtime backend can use its TensorRT execution provider);
-* ``<name>_trt/config.pbtxt`` when the bundle is for several targets: platform
+* ``model_repository/<name>/config.pbtxt`` with ``1/model.onnx`` (the bundle's ONNX: the
+  Q/DQ file for INT8): platform ``onnxruntime_onnx`` with ONNX Runtime's TensorRT execution
+  accelerator at the bundle's precision (``precision_mode`` FP32 / FP16 / INT8; a Q/DQ model
+  needs no calibration table), one optimisation profile for batch 1..max and an engine
+  cache, so the first load builds the TensorRT engine once;
+* ``triton/<name>_trt/config.pbtxt`` when the bundle is for several targets: platform
   ``tensorrt_plan`` whose ``cc_model_filenames`` maps each target's compute capability
-  (``"8.7"``, ``"7.5"``) to the plan that target's ``build_engine.sh`` copies into
-  ``<name>_trt/1/``. Gather the plans of every target into one repository and a fleet of
-  mixed GPUs serves the same model directory.
+  (``"8.7"``, ``"7.5"``) to that target's plan, and no ``default_model_filename`` (a GPU
+  that is not listed fails to load instead of running another GPU's plan). It is *not* in
+  ``model_repository/`` as shipped: Triton refuses a model folder without a version folder,
+  and plans exist only after ``build_engine.sh`` ran; the script installs the config and
+  writes the plan into ``model_repository/<name>_trt/1/``. ``max_batch_size`` is the
+  largest target batch, so every target builds its plan up to that batch (Triton refuses a
+  plan whose profile is smaller than ``max_batch_size``).
 
 The text is Triton's protobuf text format; ``tritonclient``'s ``model_config_pb2`` parses it
-(the tests check that).
+(the tests check that). Rules: Triton model repository guide (version folders, cc_model_
+filenames), onnxruntime_backend README (TensorRT accelerator parameters), tensorrt_backend
+autofill (``configuration specified max-batch N but TensorRT engine only supports max-batch
+M``).
 """
 
 from __future__ import annotations
@@ -22,8 +32,11 @@ from pathlib import Path
 
 from detforge.core.errors import ConfigError, ExportError
 
-__all__ = ["PlanEntry", "TensorSpec", "onnx_config", "onnx_io", "plan_config",
+__all__ = ["TRT_PRECISION", "PlanEntry", "TensorSpec", "onnx_config", "onnx_io", "plan_config",
            "preferred_batch_sizes"]
+
+TRT_PRECISION = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
+"""onnxruntime_backend ``precision_mode`` per bundle precision."""
 
 _TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32", 2: "TYPE_UINT8",
           3: "TYPE_INT8", 11: "TYPE_FP64", 9: "TYPE_BOOL"}
@@ -109,8 +122,31 @@ def _check_name(name: str) -> None:
         raise ConfigError(f"Triton model name {name!r} must be letters, digits, '_', '-' or '.'")
 
 
+def _tensorrt_accelerator(name: str, onnx_path: str | Path, precision: str,
+                         max_batch: int) -> str:
+    """The ``optimization`` block that runs the ONNX model through TensorRT."""
+    if precision not in TRT_PRECISION:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {list(TRT_PRECISION)}")
+    inputs, _, fixed = onnx_io(onnx_path)
+    params = {"precision_mode": TRT_PRECISION[precision],
+              "max_workspace_size_bytes": str(2 << 30),
+              "trt_engine_cache_enable": "1",
+              "trt_engine_cache_path": f"/tmp/detforge-trt-cache/{name}"}
+    if fixed is None and inputs:
+        def shapes(b: int) -> str:
+            return ",".join(f"{i.name}:{'x'.join(str(d) for d in (b, *i.dims))}" for i in inputs)
+
+        params.update(trt_profile_min_shapes=shapes(1), trt_profile_opt_shapes=shapes(max_batch),
+                      trt_profile_max_shapes=shapes(max_batch))
+    lines = "".join(f"      parameters {{ key: \"{k}\" value: \"{v}\" }}\n"
+                    for k, v in params.items())
+    return ("optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n"
+            f"      {{\n      name: \"tensorrt\"\n{lines}      }}\n    ]\n  }}\n}}\n")
+
+
 def onnx_config(name: str, onnx_path: str | Path, *, max_batch: int, instances: int = 1,
-                kind: str = "KIND_GPU", queue_delay_us: int = 100) -> str:
+                kind: str = "KIND_GPU", queue_delay_us: int = 100,
+                precision: str | None = None) -> str:
     """``config.pbtxt`` for the ONNX Runtime backend.
 
     Args:
@@ -121,17 +157,23 @@ def onnx_config(name: str, onnx_path: str | Path, *, max_batch: int, instances: 
         instances: Model instances per GPU.
         kind: ``KIND_GPU`` or ``KIND_CPU``.
         queue_delay_us: How long the dynamic batcher waits to fill a batch.
+        precision: Run the model through ONNX Runtime's TensorRT execution accelerator at
+            this precision (``fp32``, ``fp16``, ``int8``: the model must then hold Q/DQ
+            nodes); None: ONNX Runtime's CUDA provider alone.
 
     Returns:
         The config text.
 
     Raises:
-        ConfigError: A bad name, batch or instance count.
+        ConfigError: A bad name, batch, instance count or precision.
         ExportError: The ONNX file cannot be read.
     """
     _check_name(name)
     head = f"name: \"{name}\"\nplatform: \"onnxruntime_onnx\"\n"
-    return head + _body(onnx_path, max_batch, instances, kind, queue_delay_us)
+    body = _body(onnx_path, max_batch, instances, kind, queue_delay_us)
+    if precision is not None and kind == "KIND_GPU":
+        body += _tensorrt_accelerator(name, onnx_path, precision, max_batch)
+    return head + body
 
 
 def plan_config(name: str, onnx_path: str | Path, entries: Sequence[PlanEntry], *,
@@ -142,7 +184,10 @@ def plan_config(name: str, onnx_path: str | Path, entries: Sequence[PlanEntry], 
         name: Model name.
         onnx_path: The ONNX file the plans are built from (for tensor names and dims).
         entries: Compute capability -> plan file name, one per target. Keys must be unique.
-        max_batch: Largest batch every plan accepts (the smallest of the targets' batches).
+            No ``default_model_filename`` is written: a GPU that is not listed fails to
+            load rather than run a plan built for another one.
+        max_batch: Largest batch Triton forms; every plan must be built up to it (the
+            largest of the targets' batches).
         instances: Model instances per GPU.
         queue_delay_us: How long the dynamic batcher waits to fill a batch.
 
@@ -164,7 +209,6 @@ def plan_config(name: str, onnx_path: str | Path, entries: Sequence[PlanEntry], 
     ccmap = "".join(f"  {{\n    key: \"{e.compute_capability}\"\n    value: \"{e.filename}\"\n  }}"
                     + (",\n" if i < len(entries) - 1 else "\n") for i, e in enumerate(entries))
     head = (f"name: \"{name}\"\nplatform: \"tensorrt_plan\"\n"
-            f"default_model_filename: \"{entries[0].filename}\"\n"
             f"cc_model_filenames [\n{ccmap}]\n")
     return head + _body(onnx_path, max_batch, instances, "KIND_GPU", queue_delay_us)
 

@@ -1,22 +1,26 @@
-"""On-target verification of a deployment bundle: checksums, parity with the workstation, speed.
+"""Verification of a deployment bundle: what it holds, and what the device will detect.
 
 ``verify_bundle(DIR/<target>)``:
 
-1. every file listed in ``manifest.json`` exists and has its sha256; a file that is neither
-   listed nor an expected build output (the engine, its sidecar, Triton plans) is reported;
-2. loads the model: the engine when one is present and valid for this device (TensorRT with
-   a matching GPU; on the target it is built first when missing or without its sidecar
-   manifest), else the ONNX with the best ONNX Runtime provider here (INT8 Q/DQ too);
-3. runs the reference images with the bundle's thresholds and matches the boxes with the
-   reference detections (same class, IoU >= 0.9): agreement and largest score difference;
-4. measures images/s at the bundle's batch and shows it against the target's expected band;
-   speed only gates on the target itself (a GPU with the target's compute capability).
+1. reads manifest.json (one line naming the field when malformed), checks its signature
+   and every file it trusts (:mod:`.integrity`): listed files by sha256, files the device
+   built (engine, parser library, Triton plan) by their sidecars and build records,
+   symlinks reported;
+2. checks the DeepStream configs against nvinfer's and deepstream-app's rules
+   (:mod:`.ds_rules`), as they are now (a user may edit the app config);
+3. loads the model: the engine build_engine.sh made when it is usable here (never rebuilt
+   over: a missing engine is built only on the target), else the ONNX;
+4. runs the reference images with detforge's own preprocessing and compares them with the
+   workstation's detections (same class, IoU >= 0.9);
+5. runs them through the emulated DeepStream pipeline (:mod:`.emulation`: streammux,
+   nvinfer scaling with black symmetric padding, net-scale-factor/offsets, the shipped
+   parser, cluster-mode NMS and topk, all read from the bundle's configs) and reports the
+   agreement with the workstation after each stage; the last stage gates;
+6. measures images/s; speed only gates on the target itself.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import shutil
 import subprocess
 import time
@@ -24,15 +28,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from detforge.core.errors import (
     BackendError,
     ConfigError,
     EngineMismatchError,
     MissingExtraError,
 )
-from detforge.deploy.bundle import BUNDLE_FORMAT, MANIFEST, bundle_files
+from detforge.deploy.manifest import BundleManifest, ManifestError, env_signing_key, read_manifest
 from detforge.deploy.reference import compare_detections, load_reference, read_rgb
-from detforge.export.engine_plan import sha256_file
 
 __all__ = ["VERIFY_BACKENDS", "Check", "VerifyReport", "device_compute_capability",
            "verify_bundle"]
@@ -65,6 +70,8 @@ class VerifyReport:
         ips: Measured images/s, or None.
         expected_ips: The target's expected band.
         on_target: True when this machine is the target (speed gates only then).
+        stages: Agreement of the emulated DeepStream pipeline with the workstation after
+            each stage (``stage``, ``agreement``, ``matched``, ``missing``, ``extra``).
         notes: Information that does not fail the check.
     """
 
@@ -76,6 +83,7 @@ class VerifyReport:
     ips: float | None = None
     expected_ips: tuple[float, float] | None = None
     on_target: bool = False
+    stages: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -121,35 +129,9 @@ def device_compute_capability() -> str | None:
     return None
 
 
-def _checksums(folder: Path, manifest: dict[str, Any]) -> list[Check]:
-    files: dict[str, str] = manifest.get("files") or {}
-    # Files the target itself makes (engines, the parser library's build); a pattern may
-    # use fnmatch wildcards, e.g. ``nvdsinfer_custom_impl_Yolo/*``.
-    allowed = [str(p) for p in manifest.get("allowed_extra") or []]
-    missing, changed = [], []
-    for rel, want in sorted(files.items()):
-        path = folder / rel
-        if not path.is_file():
-            missing.append(rel)
-        elif sha256_file(path) != want:
-            changed.append(rel)
-    extra = [rel for rel in bundle_files(folder)
-             if rel not in files and not any(fnmatch.fnmatchcase(rel, p) for p in allowed)]
-    checks = []
-    for label, items in (("missing", missing), ("changed", changed), ("extra", extra)):
-        if items:
-            what = {"missing": "listed in manifest.json but absent",
-                    "changed": "sha256 differs from manifest.json",
-                    "extra": "not in manifest.json"}[label]
-            checks.append(Check(f"files {label}", False, f"{', '.join(items)} ({what}); "
-                                f"re-copy the bundle or rebuild it with `detforge deploy bundle`"))
-    if not checks:
-        checks.append(Check("checksums", True, f"{len(files)} files match manifest.json"))
-    return checks
-
-
-def _build_engine(folder: Path, manifest: dict[str, Any]) -> tuple[Path | None, str]:
-    """Build the bundle's engine here with TensorRT (on the target only); (engine, why not)."""
+def _build_engine(folder: Path, manifest: BundleManifest) -> tuple[Path | None, str]:
+    """Build the bundle's missing engine here with TensorRT (on the target only); (engine,
+    why not)."""
     import importlib.util
 
     from detforge.core.errors import DetforgeError
@@ -158,50 +140,46 @@ def _build_engine(folder: Path, manifest: dict[str, Any]) -> tuple[Path | None, 
 
     if importlib.util.find_spec("tensorrt") is None:
         return None, "TensorRT is not installed here"
-    lo, _, hi = manifest["engine"]["batch"]
+    lo, _, hi = manifest.engine.batch
     try:
-        res = build_or_script(folder / manifest["model"]["file"],
-                              get_target(manifest["target"]["name"]),
-                              manifest["target"]["precision"], batch=f"{lo}-{hi}",
-                              engine=folder / manifest["engine"]["file"])
+        res = build_or_script(folder / manifest.model.file, get_target(manifest.target.name),
+                              manifest.target.precision, batch=f"{lo}-{hi}",
+                              engine=folder / manifest.engine.file)
     except DetforgeError as exc:
         return None, f"engine build failed ({exc})"
     return (res.plan.engine, "") if res.manifest is not None else (None, str(res.reason))
 
 
-def _load(folder: Path, manifest: dict[str, Any], backend: str, report: VerifyReport,
+def _load(folder: Path, manifest: BundleManifest, backend: str, report: VerifyReport,
           thresholds: dict[str, Any], build: bool) -> Any:
-    """The engine when usable here (built first on the target when ``build``), else the ONNX;
-    None (with a failed check) when nothing runs."""
+    """The engine build_engine.sh made when it is usable here, else the ONNX; None (with a
+    failed check) when nothing runs. An engine that exists is never rebuilt: one made for
+    DeepStream stays as it is; only a missing engine is built, on the target."""
     from detforge.runtime import load_model
 
     kw: dict[str, Any] = {"conf": float(thresholds["conf"]), "iou": float(thresholds["iou"]),
                           "max_det": int(thresholds["max_det"])}
-    engine = folder / str(manifest.get("engine", {}).get("file", ""))
+    engine = folder / manifest.engine.file
     if backend in ("auto", "tensorrt"):
         why = f"no engine {engine.name} (run ./build_engine.sh on the target)"
-        for attempt in ("load", "build"):
-            if attempt == "build":
-                if not (build and report.on_target):
-                    break
-                built, reason = _build_engine(folder, manifest)
-                if built is None:
-                    why = f"{why}; {reason}"
-                    break
+        if not engine.is_file() and build and report.on_target:
+            built, reason = _build_engine(folder, manifest)
+            if built is None:
+                why = f"{why}; {reason}"
+            else:
                 report.notes.append(f"built {engine.name} here with TensorRT")
-            if engine.is_file():
-                try:
-                    model = load_model(engine, device="cuda", **kw)
-                    report.model = engine.name
-                    return model
-                except (EngineMismatchError, MissingExtraError, BackendError,
-                        ConfigError) as exc:
-                    why = f"engine {engine.name} not usable here ({exc})"
+        if engine.is_file():
+            try:
+                model = load_model(engine, device="cuda", **kw)
+                report.model = engine.name
+                return model
+            except (EngineMismatchError, MissingExtraError, BackendError, ConfigError) as exc:
+                why = f"engine {engine.name} not usable here ({exc})"
         if backend == "tensorrt":
             report.checks.append(Check("model", False, why))
             return None
         report.notes.append(f"{why}; running the ONNX instead")
-    onnx = folder / str(manifest.get("model", {}).get("file", ""))
+    onnx = folder / manifest.model.file
     if not onnx.is_file():
         report.checks.append(Check("model", False, f"{onnx.name} is missing; rebuild the bundle"))
         return None
@@ -227,9 +205,70 @@ def _speed(model: Any, images: list[Any], batch: int, seconds: float) -> float:
     return n * len(chunk) / elapsed
 
 
+def _integrity_and_configs(folder: Path, manifest: BundleManifest, raw: dict[str, Any],
+                           report: VerifyReport, hmac_key: str | None,
+                           public_key: Path | None) -> Any:
+    """Signature, files and DeepStream rules; the configs' pipeline (None if unreadable)."""
+    from pydantic import ValidationError
+
+    from detforge.deploy.ds_rules import check_configs
+    from detforge.deploy.integrity import check_integrity
+    from detforge.runtime.metadata import ModelMeta
+
+    findings, notes = check_integrity(folder, manifest, raw, hmac_key=hmac_key,
+                                      public_key=public_key)
+    report.checks.extend(Check(*f) for f in findings)
+    report.notes.extend(notes)
+    try:
+        meta = ModelMeta.model_validate(manifest.model.meta)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        report.checks.append(Check("manifest", False, f"model.meta.{'.'.join(map(str, err['loc']))}"
+                                   f": {err['msg']}; rebuild the bundle"))
+        return None
+    pipe, violations = check_configs(folder, manifest, meta)
+    report.checks.append(Check(
+        "deepstream configs", not violations,
+        "; ".join(str(v) for v in violations) if violations else
+        "nvinfer and deepstream-app rules hold (streammux, letterbox, normalisation, parser, "
+        "paths, clustering)"))
+    return pipe
+
+
+def _emulate(folder: Path, manifest: BundleManifest, model: Any, pipe: Any, pixels: list[Any],
+             reference: list[Any], report: VerifyReport, iou: float, borderline: float,
+             need: float) -> None:
+    """Run the emulated DeepStream pipeline and add its per-stage agreement."""
+    from detforge.core.errors import DetforgeError
+    from detforge.deploy.device_reference import run_emulation, stage_agreements
+
+    backend: Any = model.backend
+
+    def infer(x: Any) -> Any:
+        return np.asarray(backend.infer(x)[0], np.float32)
+
+    try:
+        stages, how = run_emulation(folder, pixels, infer, manifest.thresholds.model_dump(),
+                                    manifest.source.size, pipe=pipe)
+    except DetforgeError as exc:
+        report.checks.append(Check("device emulation", False, f"the pipeline could not run "
+                                   f"({exc})"))
+        return
+    rows = stage_agreements(reference, stages, iou=iou, borderline=borderline)
+    report.stages = [asdict(r) for r in rows]
+    steps = ", ".join(f"{r.stage} {r.agreement:.3f}" for r in rows)
+    final = rows[-1]
+    detail = (f"{final.agreement:.3f} (need >= {need}) after streammux, nvinfer scaling and "
+              f"black padding, {how} and cluster NMS from the bundle's configs; by stage: "
+              f"{steps}")
+    report.checks.append(Check("device emulation", final.agreement >= need, detail))
+
+
 def verify_bundle(folder: str | Path, *, backend: str = "auto", iou: float = 0.9,
                   min_agreement: float | None = None, max_score_diff: float | None = None,
-                  speed_seconds: float = 2.0, build: bool = True) -> VerifyReport:
+                  min_device_agreement: float = 0.9, speed_seconds: float = 2.0,
+                  build: bool = True, hmac_key: str | None = None,
+                  public_key: str | Path | None = None) -> VerifyReport:
     """Verify a bundle folder on this device.
 
     Args:
@@ -238,15 +277,19 @@ def verify_bundle(folder: str | Path, *, backend: str = "auto", iou: float = 0.9
             (fail when no usable engine).
         iou: Smallest IoU for a box to match its reference (same class).
         min_agreement: Smallest share of matched boxes, ``matched / (matched + missing +
-            extra)``; boxes within ``max_score_diff`` of the score threshold are not required
-            to match. Default: 1.0 for the bundled ONNX on a CPU (the reference's own
-            conditions), 0.9 on a GPU or engine.
+            extra)``, with detforge's own preprocessing; boxes within ``max_score_diff`` of
+            the score threshold are not required to match. Default: 1.0 for the bundled ONNX
+            on a CPU (the reference's own conditions), 0.9 on a GPU or engine.
         max_score_diff: Largest allowed score difference; default by precision
             (fp32 0.02, fp16 0.05, int8 0.1).
+        min_device_agreement: Smallest agreement of the emulated DeepStream pipeline.
         speed_seconds: How long to measure images/s.
         build: On the target, with TensorRT installed, build the engine when it is missing
-            or unusable (it is written with its sidecar manifest, which ``trtexec`` does not
-            write).
+            (an existing engine is never rebuilt).
+        hmac_key: Key for an HMAC-signed manifest (default ``$DETFORGE_SIGNING_KEY``); when
+            set, an unsigned manifest fails.
+        public_key: Trusted Ed25519 public key (PEM) for a signed manifest; when given, an
+            unsigned manifest fails.
 
     Returns:
         The report; ``report.passed`` is the verdict.
@@ -259,6 +302,8 @@ def verify_bundle(folder: str | Path, *, backend: str = "auto", iou: float = 0.9
         >>> report.passed  # doctest: +SKIP
         True
     """
+    from detforge.deploy.verify_on_device import SCORE_TOLERANCE
+
     folder = Path(folder)
     if backend not in VERIFY_BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {list(VERIFY_BACKENDS)}")
@@ -267,17 +312,16 @@ def verify_bundle(folder: str | Path, *, backend: str = "auto", iou: float = 0.9
                           f"`detforge deploy bundle`")
     report = VerifyReport(folder, folder.name)
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        if manifest.get("format") != BUNDLE_FORMAT:
-            raise ValueError(f"format is {manifest.get('format')!r}, not {BUNDLE_FORMAT!r}")
-    except (OSError, ValueError, AttributeError) as exc:
-        report.checks.append(Check("manifest", False, f"{folder / MANIFEST} is missing or "
-                                   f"invalid ({exc}); rebuild the bundle"))
+        manifest, raw = read_manifest(folder)
+    except ManifestError as exc:
+        report.checks.append(Check("manifest", False, str(exc)))
         return report
-    target = manifest["target"]
-    report.target = target["name"]
-    report.expected_ips = (float(target["expected_ips"][0]), float(target["expected_ips"][1]))
-    report.checks.extend(_checksums(folder, manifest))
+    target = manifest.target
+    report.target = target.name
+    report.expected_ips = target.expected_ips
+    pipe = _integrity_and_configs(folder, manifest, raw, report,
+                                  hmac_key if hmac_key is not None else env_signing_key(),
+                                  Path(public_key) if public_key else None)
     try:
         images, reference, thresholds = load_reference(folder / "reference")
         pixels = [read_rgb(p) for p in images]
@@ -285,20 +329,20 @@ def verify_bundle(folder: str | Path, *, backend: str = "auto", iou: float = 0.9
         report.checks.append(Check("reference", False, str(exc)))
         return report
     cc = device_compute_capability()
-    report.on_target = cc == target["compute_capability"]
+    report.on_target = cc == target.compute_capability
     model = _load(folder, manifest, backend, report, thresholds, build)
     if model is None:
         return report
+    limit = max_score_diff if max_score_diff is not None else \
+        SCORE_TOLERANCE.get(target.precision, 0.05)
+    borderline = float(thresholds["conf"]) + limit
     try:
         b: Any = model.backend
         report.backend = f"{b.name}/{b.device}"
         got = [model.predict([img])[0] for img in pixels]
-        limit = max_score_diff if max_score_diff is not None else \
-            _TOLERANCE.get(target["precision"], 0.05)
         need = min_agreement if min_agreement is not None else \
             1.0 if report.backend == "onnxruntime/cpu" else 0.9
-        cmp = compare_detections(reference, got, iou=iou,
-                                 borderline=float(thresholds["conf"]) + limit)
+        cmp = compare_detections(reference, got, iou=iou, borderline=borderline)
         detail = (f"{cmp.matched} matched, {cmp.missing} missing, {cmp.extra} extra at IoU "
                   f">= {iou}, same class (reference {cmp.reference_boxes} boxes, here "
                   f"{cmp.new_boxes}, {len(images)} images)")
@@ -306,18 +350,21 @@ def verify_bundle(folder: str | Path, *, backend: str = "auto", iou: float = 0.9
                                    f"{cmp.agreement:.3f} (need >= {need}); {detail}"))
         report.checks.append(Check("max score difference", cmp.max_score_diff <= limit,
                                    f"{cmp.max_score_diff:.4f} (limit {limit})"))
-        report.ips = _speed(model, pixels, int(target["batch"]), speed_seconds)
+        if pipe is not None:
+            _emulate(folder, manifest, model, pipe, pixels, reference, report, iou, borderline,
+                     min_device_agreement)
+        report.ips = _speed(model, pixels, target.batch, speed_seconds)
     finally:
         model.close()
     lo, hi = report.expected_ips
-    band = f"{report.ips:.1f} images/s; {target['title']} expects {lo:g}-{hi:g} (YOLO-n, 640)"
-    if report.on_target and report.model == manifest["engine"]["file"]:
+    band = f"{report.ips:.1f} images/s; {target.title} expects {lo:g}-{hi:g} (YOLO-n, 640)"
+    if report.on_target and report.model == manifest.engine.file:
         report.checks.append(Check("speed", report.ips >= lo, band))
     elif report.on_target:
         report.notes.append(f"speed {band}; the band is for the TensorRT engine, not the ONNX: "
                             f"run ./build_engine.sh and verify again")
     else:
         here = f"a GPU with sm {cc}" if cc else "no CUDA GPU"
-        report.notes.append(f"speed {band}; this machine ({here}) is not a {target['title']} "
-                            f"(sm {target['compute_capability']}), so speed is not gated")
+        report.notes.append(f"speed {band}; this machine ({here}) is not a {target.title} "
+                            f"(sm {target.compute_capability}), so speed is not gated")
     return report
