@@ -12,22 +12,25 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from detforge.core.atomic import link_or_copy
 from detforge.core.errors import ConfigError, DatasetError
 from detforge.data.dataset import UNSET_SPLIT, Dataset
-from detforge.data.images import image_key
+from detforge.data.formats.policy import WriteOptions, WriteSummary
+from detforge.data.images import image_key, image_size
 
-__all__ = ["ConvertResult", "as_column", "convert", "destination_keys", "first_bad",
-           "normalise_split", "place_images", "progress", "read_text", "split_of",
-           "staged_output"]
+__all__ = ["ConvertResult", "apply_split_map", "as_column", "clean_floats", "convert",
+           "destination_keys", "exists_dir", "exists_file", "first_bad", "float32_values",
+           "known_sizes", "normalise_split", "place_images", "progress", "read_text",
+           "split_of", "staged_output"]
 
 T = TypeVar("T")
 
@@ -88,10 +91,49 @@ def read_text(path: Path) -> str:
                            "is readable", path=path) from exc
 
 
+def exists_file(path: Path) -> bool:
+    """``path.is_file()``, False (not an exception) for names the OS cannot take.
+
+    Args:
+        path: Any path, e.g. built from a name found in an annotation file.
+
+    Returns:
+        Whether a regular file (or a link to one) is there.
+    """
+    try:
+        return path.is_file()
+    except (OSError, ValueError, UnicodeError):  # NUL byte, name too long, lone surrogate
+        return False
+
+
+def exists_dir(path: Path) -> bool:
+    """``path.is_dir()``, False (not an exception) for names the OS cannot take."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError, UnicodeError):
+        return False
+
+
+_MAX_NAME_BYTES = 255
+
+
 def _safe_key(key: str) -> str:
     parts = [p for p in PurePosixPath(key.replace("\\", "/")).parts
              if p not in ("/", "", ".", "..")]
     return "/".join(parts)
+
+
+def _bad_name(key: str) -> str | None:
+    """Why ``key`` cannot be a file name on this system, or None."""
+    if "\0" in key:
+        return "holds a NUL character"
+    try:
+        parts = [p.encode("utf-8") for p in key.split("/")]
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    if any(len(p) > _MAX_NAME_BYTES for p in parts):
+        return f"has a path component longer than {_MAX_NAME_BYTES} bytes"
+    return None
 
 
 def destination_keys(dataset: Dataset) -> list[str]:
@@ -112,6 +154,9 @@ def destination_keys(dataset: Dataset) -> list[str]:
         if not key:
             raise DatasetError(f"image row {i} has an empty file name; give it a file name",
                                path=dataset.root)
+        if (why := _bad_name(key)) is not None:
+            raise DatasetError(f"image file name {key[:80]!r} {why}; rename the image",
+                               path=dataset.root)
         first = seen.setdefault((split, key), i)
         if first != i:
             raise DatasetError(
@@ -119,6 +164,32 @@ def destination_keys(dataset: Dataset) -> list[str]:
                 f"both be written as {key!r} in split {split or '(none)'!r}; rename one of "
                 "them or remove the duplicate row", path=dataset.root)
     return keys
+
+
+def known_sizes(dataset: Dataset, need: NDArray[np.bool_]) -> tuple[NDArray[np.int64],
+                                                                   NDArray[np.int64]]:
+    """Image widths and heights, unknown ones (0) of the rows in ``need`` read from the
+    image files where they exist (a bad image stays unknown).
+
+    Args:
+        dataset: The dataset.
+        need: Mask of the image rows whose size matters.
+
+    Returns:
+        ``(width, height)`` as int64 arrays.
+    """
+    width = dataset.images.width.astype(np.int64)
+    height = dataset.images.height.astype(np.int64)
+    if dataset.root is None:
+        return width, height
+    for i in np.flatnonzero(need & ((width <= 0) | (height <= 0))).tolist():
+        p = dataset.image_path(i)
+        if exists_file(p):
+            try:
+                width[i], height[i] = image_size(p)
+            except DatasetError:
+                pass
+    return width, height
 
 
 def place_images(dataset: Dataset, stage: Path, dests: Sequence[str]) -> int:
@@ -139,8 +210,12 @@ def place_images(dataset: Dataset, stage: Path, dests: Sequence[str]) -> int:
     placed = 0
     for i in progress(range(dataset.num_images), total=dataset.num_images, desc="images"):
         src = dataset.image_path(i)
-        if src.is_file():
-            link_or_copy(src, stage / dests[i])
+        if exists_file(src):
+            try:
+                link_or_copy(src, stage / dests[i])
+            except OSError as exc:
+                raise DatasetError(f"cannot copy the image to {dests[i]!r} ({exc.strerror}); "
+                                   "check free space and permissions", path=src) from exc
             placed += 1
     return placed
 
@@ -197,9 +272,12 @@ class ConvertResult:
         src_format: Format the source was read as.
         dst_format: Format written.
         out: The output folder.
-        images: Images written.
-        boxes: Boxes in the dataset.
-        classes: Classes in the dataset.
+        images: Image entries written.
+        boxes: Boxes written.
+        classes: Classes written.
+        source_images: Images read from the source.
+        source_boxes: Boxes read from the source.
+        written: The writer's full summary (image files placed, what was left out).
     """
 
     src_format: str
@@ -208,14 +286,48 @@ class ConvertResult:
     images: int
     boxes: int
     classes: int
+    source_images: int = 0
+    source_boxes: int = 0
+    written: WriteSummary | None = None
+
+    def summary_line(self) -> str:
+        """``converted voc -> yolo: 364 images (364 files), 4888 boxes, 3 classes -> out``
+        followed by what was left out, if anything."""
+        w = self.written
+        files = f" ({w.image_files} image files)" if w is not None else ""
+        text = (f"converted {self.src_format} -> {self.dst_format}: {self.images} images"
+                f"{files}, {self.boxes} boxes, {self.classes} classes -> {self.out}")
+        if w is not None and w.image_files < self.images:
+            text += f"\n  {self.images - w.image_files} image files not found in the source"
+        lost = "" if w is None else w.losses_text()
+        if lost:
+            text += f"\n  left out (allowed): {lost}"
+        return text
 
 
 def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+def apply_split_map(dataset: Dataset, split_map: Mapping[str, str]) -> Dataset:
+    """``dataset`` with its split names renamed by ``split_map`` (``""``: unsplit).
+
+    Args:
+        dataset: The dataset.
+        split_map: ``{old: new}``; names not in it are kept.
+
+    Returns:
+        A copy with the new split column (``dataset`` itself when the map is empty).
+    """
+    if not split_map:
+        return dataset
+    return dataset.with_split([split_map.get(s, s) for s in dataset.images.split.tolist()])
+
+
 def convert(src: str | Path, out: str | Path, *, to: str,
-            source_format: str | None = None) -> ConvertResult:
+            source_format: str | None = None, options: WriteOptions | None = None,
+            split_map: Mapping[str, str] | None = None,
+            allow_outside_root: bool = False) -> ConvertResult:
     """Read the dataset at ``src`` and write it to ``out`` in format ``to``.
 
     Args:
@@ -223,13 +335,17 @@ def convert(src: str | Path, out: str | Path, *, to: str,
         out: New output folder (must not exist, or be empty).
         to: Output format name (a key of ``FORMATS``).
         source_format: Source format; detected from ``src`` when None.
+        options: What the writer may lose (default: nothing) and YOLO's ``val`` split.
+        split_map: Rename splits before writing, e.g. ``{"trainval": "train"}``.
+        allow_outside_root: Let a YOLO ``data.yaml`` name folders outside the dataset.
 
     Returns:
-        A :class:`ConvertResult` summary.
+        A :class:`ConvertResult` that counts what was written.
 
     Raises:
         ConfigError: Unknown format, or ``out`` is ``src`` or lies inside it.
-        DatasetError: The source is unreadable or malformed.
+        DatasetError: The source is unreadable or malformed, or writing would lose data
+            that ``options`` does not allow (nothing is written then).
 
     Example:
         >>> convert("voc_ds", "coco_ds", to="coco")  # doctest: +SKIP
@@ -242,14 +358,15 @@ def convert(src: str | Path, out: str | Path, *, to: str,
     if _inside(out_p, src_dir):
         raise ConfigError(f"output {out} is the source or lies inside it ({src_dir}); "
                           "write the converted dataset to a folder outside the source")
-    ds = read_dataset(src_p, source_format)
+    ds = read_dataset(src_p, source_format, allow_outside_root=allow_outside_root)
     if ds.root is not None and _inside(out_p, ds.root.resolve()):
         raise ConfigError(f"output {out} lies inside the source dataset root {ds.root}; "
                           "write the converted dataset to a folder outside it")
-    write_dataset(ds, out_p, to)
+    written = write_dataset(apply_split_map(ds, split_map or {}), out_p, to, options=options)
     return ConvertResult(src_format=str(ds.info.get("format", source_format)), dst_format=to,
-                         out=out_p, images=ds.num_images, boxes=int(ds.num_boxes),
-                         classes=len(ds.classes))
+                         out=out_p, images=written.images, boxes=written.boxes,
+                         classes=len(ds.classes), source_images=ds.num_images,
+                         source_boxes=ds.num_boxes, written=written)
 
 
 def first_bad(values: Sequence[object], ok: type | tuple[type, ...]) -> int:
@@ -266,6 +383,44 @@ def first_bad(values: Sequence[object], ok: type | tuple[type, ...]) -> int:
         if isinstance(v, bool) or not isinstance(v, ok):
             return i
     return -1
+
+
+def clean_floats(values: NDArray[np.floating[Any]], digits: int = 12) -> NDArray[np.float64]:
+    """``values`` rounded to ``digits`` significant digits (float noise such as
+    ``29.999999999999996`` from a subtraction becomes ``30.0``); non-finite values and
+    values too small to scale are returned unchanged.
+
+    Args:
+        values: Any float array.
+        digits: Significant digits kept.
+
+    Returns:
+        A float64 array of the same shape.
+    """
+    v = np.asarray(values, np.float64)
+    out = v.copy()
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mag = np.floor(np.log10(np.abs(v)))
+        scale = 10.0 ** (digits - 1 - mag)
+        ok = np.isfinite(v) & (v != 0) & np.isfinite(scale) & (scale <= 1e22) & (scale >= 1)
+        out[ok] = np.round(v[ok] * scale[ok]) / scale[ok]
+    return out
+
+
+def float32_values(values: NDArray[Any]) -> list[float]:
+    """Float32 values as the Python floats their shortest text means (``0.37``, not
+    ``0.3700000047683716``), for JSON.
+
+    Args:
+        values: A float32 (or any float) array.
+
+    Returns:
+        A list of floats.
+    """
+    arr = np.asarray(values)
+    if arr.dtype == np.float32:
+        return [float(str(v)) for v in arr]
+    return [float(v) for v in arr.tolist()]
 
 
 def as_column(values: Sequence[object], kinds: str) -> np.ndarray | None:
