@@ -41,7 +41,7 @@ def test_convert_coco_to_yolo(tmp_path: Path, extra: list[str]) -> None:
     assert result.exit_code == 0, result.output
     assert (f"converted coco -> yolo: 2 images (2 image files), 2 boxes, 1 classes -> {out}"
             in result.output)  # what was written: the crowd region is not among them
-    assert "left out (allowed): 1 crowd regions skipped" in result.output
+    assert "left out (allowed): skipped 1 crowd regions" in result.output
     assert (out / "data.yaml").is_file() and (out / "images/train/a.png").is_file()
     assert len((out / "labels/train/a.txt").read_text().splitlines()) == 2
     back = runner.invoke(app, ["data", "convert", str(out), str(tmp_path / "c"), "--to", "coco",

@@ -38,7 +38,6 @@ __all__ = ["ROBOFLOW_JSON", "CocoFile", "detect_layout", "find_files", "image_ba
 ROBOFLOW_JSON = "_annotations.coco.json"
 TASK_PREFIXES = ("instances_", "person_keypoints_", "keypoints_")
 SKIP_PREFIXES = ("captions_", "image_info_", "panoptic_", "stuff_")
-NO_SUBSET = "default"
 _SAMPLE = 20
 
 
@@ -72,7 +71,7 @@ def split_of_name(stem: str, *, many: bool) -> tuple[str, str]:
     split = normalise_split(token)
     if split in ("train", "val", "test"):
         return token, split
-    if not token or token == NO_SUBSET or token == "instances":
+    if not token or not split or token == "instances":
         return token, UNSET_SPLIT
     return (token, token) if prefixed or many else (token, UNSET_SPLIT)
 

@@ -15,6 +15,7 @@
   it would move objects between the small/medium/large ranges), else w x h.
 * Pass-through values (:mod:`detforge.data.formats.coco`) are written back; KITTI's 3-D
   fields and score, when set, become annotation keys of the same names.
+* An image of unknown size (0) gets the size of its image file, when there is one.
 * Ignore regions without a class have no category: a loss (``--allow-loss ignore``).
 """
 
@@ -27,13 +28,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from detforge.core.atomic import atomic_write_bytes
 from detforge.core.errors import DatasetError
 from detforge.data.dataset import Dataset
 from detforge.data.formats._common import (
     clean_floats,
     destination_keys,
     float32_values,
+    known_sizes,
     place_images,
     split_of,
     staged_output,
@@ -130,7 +131,8 @@ def _annotations(dataset: Dataset, sel: NDArray[np.intp], image_ids: NDArray[np.
             a[flag] = v
     for a, extra in zip(anns, _extra_values(dataset, sel), strict=True):
         for key, value in extra.items():
-            a.setdefault(key, value)
+            if key == "area" or key not in a:  # a given NaN area stays (and is refused)
+                a[key] = value
     return anns
 
 
@@ -147,7 +149,8 @@ def _dump(path: Path, obj: dict[str, Any]) -> None:
         data = text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from the source: keep it, escaped
         data = json.dumps(obj, ensure_ascii=True, allow_nan=False).encode("ascii")
-    atomic_write_bytes(path, data + b"\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data + b"\n")  # inside the private staging folder: no temp file needed
 
 
 def _json_ok(value: Any) -> bool:
@@ -197,6 +200,7 @@ def write(dataset: Dataset, out: Path, *, copy_images: bool = True,
     dests = [f"images/{s}/{key}" if s else f"images/{key}"
              for s, key in zip(img.split.tolist(), keys, strict=True)]
     summary = WriteSummary("coco", images=dataset.num_images)
+    width, height = known_sizes(dataset, np.ones(dataset.num_images, bool))
     with staged_output(out) as stage:
         for split in split_of(dataset):
             rows = np.flatnonzero(img.split == split)
@@ -205,8 +209,8 @@ def write(dataset: Dataset, out: Path, *, copy_images: bool = True,
             image_ids[rows] = ids
             images = [{"id": i, "file_name": keys[r], "width": w, "height": h}
                       for i, r, w, h in zip(ids.tolist(), rows.tolist(),
-                                            img.width[rows].tolist(),
-                                            img.height[rows].tolist(), strict=True)]
+                                            width[rows].tolist(), height[rows].tolist(),
+                                            strict=True)]
             if image_extra is not None:
                 for entry, extra in zip(images, image_extra[rows].tolist(), strict=True):
                     for key, value in (extra or {}).items():

@@ -27,7 +27,8 @@ from detforge.data.dataset import UNSET_SPLIT, Dataset
 from detforge.data.formats.policy import WriteOptions, WriteSummary
 from detforge.data.images import image_key, image_size
 
-__all__ = ["ConvertResult", "apply_split_map", "as_column", "clean_floats", "convert",
+__all__ = ["ConvertResult", "apply_split_map", "as_column", "bad_text", "check_class_names",
+           "clean_floats", "convert",
            "destination_keys", "exists_dir", "exists_file", "first_bad", "float32_values",
            "known_sizes", "normalise_split", "place_images", "progress", "read_text",
            "split_of", "staged_output"]
@@ -39,17 +40,24 @@ _SPLIT_CANON = {"train": "train", "val": "val", "valid": "val", "validation": "v
                 "test": "test"}
 
 
-def normalise_split(name: str) -> str:
-    """Canonical split name: ``train2017`` -> ``train``, ``valid`` -> ``val``.
+NO_SUBSET = "default"
+"""The subset name CVAT and Datumaro give data that belongs to no subset."""
 
-    Names that are not a train/val/test variant are returned unchanged.
+
+def normalise_split(name: str) -> str:
+    """Canonical split name: ``train2017`` -> ``train``, ``valid`` -> ``val``, and
+    ``default`` (CVAT's and Datumaro's "no subset") -> ``""`` (unsplit).
+
+    Other names are returned unchanged.
 
     Args:
         name: Split name as found in a file or folder name.
 
     Returns:
-        ``"train"``, ``"val"``, ``"test"`` or ``name`` itself.
+        ``"train"``, ``"val"``, ``"test"``, ``""`` or ``name`` itself.
     """
+    if name == NO_SUBSET:
+        return UNSET_SPLIT
     m = _SPLIT_RE.fullmatch(name)
     return _SPLIT_CANON[m.group(1).lower()] if m else name
 
@@ -121,6 +129,35 @@ def _safe_key(key: str) -> str:
     parts = [p for p in PurePosixPath(key.replace("\\", "/")).parts
              if p not in ("/", "", ".", "..")]
     return "/".join(parts)
+
+
+def bad_text(text: str) -> str | None:
+    """Why ``text`` cannot be a file or class name (a NUL, a lone surrogate), or None.
+
+    Args:
+        text: A name read from a dataset.
+
+    Returns:
+        The reason, to go in an error message, or None when the name is fine.
+    """
+    if "\0" in text:
+        return "holds a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate escape)"
+    return None
+
+
+def check_class_names(names: Sequence[str], path: Path | None) -> None:
+    """Refuse class names no format can store.
+
+    Raises:
+        DatasetError: The first bad name, why, and the file.
+    """
+    for name in names:
+        if (why := bad_text(name)) is not None:
+            raise DatasetError(f"class name {name[:60]!r} {why}; rename the class", path=path)
 
 
 def _bad_name(key: str) -> str | None:

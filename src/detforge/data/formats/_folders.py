@@ -19,7 +19,12 @@ from numpy.typing import NDArray
 from detforge.core.classes import ClassMap
 from detforge.core.errors import DatasetError
 from detforge.data.dataset import UNSET_SPLIT, Dataset
-from detforge.data.formats._common import destination_keys, normalise_split, read_text
+from detforge.data.formats._common import (
+    check_class_names,
+    destination_keys,
+    normalise_split,
+    read_text,
+)
 from detforge.data.images import IMAGE_EXTENSIONS, image_size, list_images
 
 __all__ = ["ImageIndex", "class_order", "fmt_num", "output_ids", "put_text",
@@ -218,8 +223,11 @@ def class_order(labels_txt: Path, names: list[str], labelmap: Path | None = None
                                path=labels_txt)
     elif entries:
         listed = [n for n in entries if n != "background"]
+    check_class_names(listed, labels_txt if labels_txt.is_file() else labelmap)
     known = set(listed)
-    ordered = listed + sorted({n for n in names if n not in known})
+    extra = sorted({n for n in names if n not in known})
+    check_class_names(extra, None)
+    ordered = listed + extra
     index = {n: k for k, n in enumerate(ordered)}
     return ClassMap.from_names(ordered), np.asarray([index[n] for n in names], np.int32), \
         entries

@@ -34,7 +34,13 @@ from detforge.core.classes import ClassMap
 from detforge.core.errors import DatasetError
 from detforge.data.dataset import UNSET_SPLIT
 from detforge.data.formats._coco_parse import brief
-from detforge.data.formats._common import exists_dir, exists_file, normalise_split, read_text
+from detforge.data.formats._common import (
+    check_class_names,
+    exists_dir,
+    exists_file,
+    normalise_split,
+    read_text,
+)
 from detforge.data.formats._yaml import load_yaml
 from detforge.data.images import list_images
 
@@ -110,6 +116,7 @@ def _class_list(path: Path) -> ClassMap:
     names = [s for s in names if s]
     if not names:
         raise DatasetError("no class names; write one class name per line", path=path)
+    check_class_names(names, path)
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})[:5]
         raise DatasetError(f"class names repeat: {dupes}; list each class once", path=path)
@@ -133,6 +140,7 @@ def _names(obj: dict[str, Any], path: Path) -> ClassMap:
         raise DatasetError(f"class name {brief(bad)} is not a name; write each class name "
                            "as text", path=path)
     text = [str(n) for n in names]
+    check_class_names(text, path)
     if len(set(text)) != len(text):
         dupes = sorted({n for n in text if text.count(n) > 1})[:5]
         raise DatasetError(f"class names repeat: {brief(dupes)}; give each class a unique "

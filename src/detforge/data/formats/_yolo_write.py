@@ -188,6 +188,8 @@ def write(dataset: Dataset, out: Path, *, copy_images: bool = True,
                 os.write(fd, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
             finally:
                 os.close(fd)
+        for split in splits:  # data.yaml names them even when no image file exists
+            (stage / "images" / split).mkdir(parents=True, exist_ok=True)
         (stage / "data.yaml").write_text(
             _yaml_text(out, splits, dataset.classes.names, val_split), encoding="utf-8")
         if copy_images:

@@ -52,6 +52,7 @@ from detforge.data.formats._coco_parse import (
     size_column,
 )
 from detforge.data.formats._coco_write import write
+from detforge.data.formats._common import bad_text
 
 __all__ = ["detect", "read", "write"]
 
@@ -70,6 +71,9 @@ def _categories(obj: dict[str, Any], path: Path, names: list[str], ids: list[int
         if isinstance(cid, bool) or not isinstance(cid, int) or not isinstance(name, str):
             raise DatasetError(f"categories[{i}] needs an integer id and a string name, got "
                                f"{brief(c)}", path=path)
+        if (why := bad_text(name)) is not None:
+            raise DatasetError(f"categories[{i}] name {brief(name)} {why}; rename it",
+                               path=path)
         if not -2**63 <= cid < 2**63:
             raise DatasetError(f"categories[{i}] id {cid} is outside the 64-bit integer "
                                "range; use a smaller id", path=path)
@@ -96,9 +100,9 @@ def _file_names(imgs: list[dict[str, Any]], path: Path) -> list[str]:
         if not isinstance(f, str) or not f:
             raise DatasetError(f'images[{i}] "file_name" must be a non-empty string, got '
                                f"{brief(f)}", path=path)
-        if "\0" in f:
+        if (why := bad_text(f)) is not None:
             raise DatasetError(f'images[{i}] (id {brief(imgs[i].get("id"))}) "file_name" '
-                               f"{brief(f)} holds a NUL character; fix the name", path=path)
+                               f"{brief(f)} {why}; fix the name", path=path)
     return files
 
 
@@ -156,6 +160,9 @@ def _read_file(file: CocoFile, root: Path, names: list[str], ids: list[int],
         if "area" in present else np.full(len(anns), np.nan),
         "coco": pass_through(anns, ANN_KEYS),
     }
+    bad_area = ~np.isfinite(cols["area"])
+    if "area" in present and bad_area.any():  # NaN/inf given (not absent): kept as given
+        cols["coco"] = _keep_bad_area(anns, bad_area, cols["coco"])
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 is kept as inf
         for flag, dtype in OPTIONAL_FLAGS:
             if flag not in present:
@@ -170,6 +177,17 @@ def _read_file(file: CocoFile, root: Path, names: list[str], ids: list[int],
             cols[flag] = values.astype(dtype)
         cols["xyxy"][:, 2:] += cols["xyxy"][:, :2]
     return table, cols
+
+
+def _keep_bad_area(anns: list[dict[str, Any]], bad: NDArray[np.bool_],
+                   coco: NDArray[Any] | None) -> NDArray[Any]:
+    """Pass-through dicts with the non-finite ``area`` values that were given, so a writer
+    refuses them (JSON cannot store them) instead of replacing them with w x h."""
+    out = np.full(len(anns), None, object) if coco is None else coco
+    for i in np.flatnonzero(bad).tolist():
+        if "area" in anns[i]:
+            out[i] = {**(out[i] or {}), "area": anns[i]["area"]}
+    return out
 
 
 def read(path: Path) -> Dataset:

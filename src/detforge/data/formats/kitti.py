@@ -50,6 +50,7 @@ from numpy.typing import NDArray
 from detforge.core.errors import DatasetError
 from detforge.data.dataset import UNSET_SPLIT, BoxTable, Dataset, ImageTable
 from detforge.data.formats._common import (
+    bad_text,
     exists_dir,
     normalise_split,
     place_images,
@@ -87,7 +88,7 @@ _DEFAULTS: dict[str, tuple[float, ...]] = {
 
 HOLDS = Holds(classless_ignore=True, flags=frozenset({"truncated", "occluded"}),
               extras=frozenset({*_DEFAULTS, "score"}))
-_FOLDER_SPLITS = {"training": "train", "testing": "test", "default": UNSET_SPLIT}
+_FOLDER_SPLITS = {"training": "train", "testing": "test"}
 
 
 def _bases(path: Path) -> list[tuple[Path, str]]:
@@ -133,6 +134,8 @@ def _parse_line(fields: list[str], path: Path, line: int) -> tuple[str, float, i
     if len(fields) not in (15, 16):
         raise DatasetError(f"{len(fields)} fields, expected 15 or 16: {_EXPECTED}",
                            path=path, line=line)
+    if (why := bad_text(fields[0])) is not None:
+        raise DatasetError(f"type {fields[0][:40]!r} {why}; fix the line", path=path, line=line)
     names = (*FIELDS, "score")
     values: list[float] = []
     for k in range(1, len(fields)):

@@ -98,9 +98,11 @@ class WriteSummary:
     dropped: dict[str, int] = field(default_factory=dict)
 
     def losses_text(self) -> str:
-        """``12 crowd regions skipped; truncated of 860 boxes dropped`` or ``""``."""
-        parts = [f"{n} {LOSS_KINDS[k]} skipped" for k, n in self.skipped.items() if n]
-        parts += [f"{name} of {n} dropped" for name, n in self.dropped.items() if n]
+        """``skipped 12 crowd regions; dropped truncated (860), COCO info (1)`` or ``""``."""
+        parts = [f"skipped {n} {LOSS_KINDS[k]}" for k, n in self.skipped.items() if n]
+        dropped = [f"{name} ({n})" for name, n in self.dropped.items() if n]
+        if dropped:
+            parts.append("dropped " + ", ".join(dropped))
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:

@@ -52,6 +52,12 @@ def box_findings(ds: Dataset, width: NDArray[np.integer], height: NDArray[np.int
     Returns:
         Findings with ``box_index`` set, in box order within each check.
     """
+    with np.errstate(over="ignore", invalid="ignore"):  # huge coordinates: inf, reported
+        return _box_findings(ds, width, height)
+
+
+def _box_findings(ds: Dataset, width: NDArray[np.integer], height: NDArray[np.integer],
+                  ) -> list[Finding]:
     b = ds.boxes
     if len(b) == 0:
         return []
