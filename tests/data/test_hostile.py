@@ -160,7 +160,7 @@ def _brute(image: np.ndarray, cls: np.ndarray, xyxy: np.ndarray, t: float) -> np
 @pytest.mark.parametrize("groups", [1, 3], ids=["crowded", "spread"])
 def test_duplicate_pairs_equal_brute_force(groups: int) -> None:
     rng = np.random.default_rng(groups)
-    n = 400
+    n = 300
     base = rng.uniform(0, 100, (25, 2))
     size = rng.uniform(1, 50, (25, 2)) * rng.choice([1, 2**0.5, 1.9, 2.0], (25, 1))
     k = rng.integers(0, 25, n)

@@ -19,7 +19,7 @@ from detforge.core.classes import ClassMap
 from detforge.core.errors import DatasetError
 from detforge.data.dataset import BoxTable, Dataset, ImageTable
 from detforge.data.formats import WriteOptions, read_dataset, write_dataset
-from detforge.data.formats._common import convert
+from detforge.data.formats.convert import convert
 from detforge.data.validate import validate
 
 ALLOW = WriteOptions.lossy

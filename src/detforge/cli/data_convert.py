@@ -39,7 +39,7 @@ def convert(
 
     Example: detforge data convert voc_ds coco_ds --to coco
     """
-    from detforge.data.formats._common import convert as run
+    from detforge.data.formats.convert import convert as run
     from detforge.data.formats.policy import parse_split_map
 
     r = run(src, out, to=to, source_format=source_format,

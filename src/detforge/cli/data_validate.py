@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from detforge.cli.data_options import AllowLoss, AllowOutsideRoot, write_options
+from detforge.cli.data_options import AllowLoss, AllowOutsideRoot, ValSplit, write_options
 
 __all__ = ["register", "validate"]
 
@@ -23,6 +23,7 @@ def validate(
     to: Annotated[str | None, typer.Option(
         "--to", help="Format of the --fix copy (default: DS's).")] = None,
     allow_loss: AllowLoss = None,
+    val_split: ValSplit = None,
     allow_outside_root: AllowOutsideRoot = False,
 ) -> None:
     """Check DS for bad boxes, broken or duplicate images, split leaks and imbalance.
@@ -34,7 +35,7 @@ def validate(
     from detforge.data.validate import validate_path
 
     report, fixed = validate_path(dataset, fmt=from_, fix_out=fix, fix_format=to,
-                                  options=write_options(allow_loss),
+                                  options=write_options(allow_loss, val_split),
                                   allow_outside_root=allow_outside_root)
     if json_:
         payload = report.to_dict()

@@ -161,9 +161,14 @@ def pass_through(items: list[dict[str, Any]], known: frozenset[str]) -> NDArray[
     """For every item, a dict of its keys outside ``known`` that hold a value (empty
     lists, objects, strings and null are not kept), or None; None when no item has one."""
     present = set().union(*items) if items else set()
-    keys = present - known
-    if not keys:
+    rows: dict[int, dict[str, Any]] = {}
+    for key in sorted(present - known):  # one pass per key: most keys hold nothing
+        for i, value in enumerate([r.get(key) for r in items]):
+            if _has_value(value):
+                rows.setdefault(i, {})[key] = value
+    if not rows:
         return None
-    out = np.empty(len(items), dtype=object)
-    out[:] = [{k: r[k] for k in keys if k in r and _has_value(r[k])} or None for r in items]
-    return out if any(v is not None for v in out.tolist()) else None
+    out = np.full(len(items), None, dtype=object)
+    for i, values in rows.items():
+        out[i] = values
+    return out

@@ -1,8 +1,8 @@
 """Writing COCO: ``annotations/instances_<split>.json`` and ``images/<split>/<key>``.
 
 * Category ids: the source's ids (``ClassMap.source_ids``), except for a dataset not
-  read from COCO whose ids are the default 0..K-1: it gets 1..K, because COCO reserves
-  0 -- Datumaro's COCO importer (and CVAT, which imports through it) gives an
+  read from COCO whose ids include 0 (YOLO, VOC, KITTI: 0..K-1): it gets 1..K, because
+  COCO reserves 0 -- Datumaro's COCO importer (and CVAT, which imports through it) gives an
   annotation with ``category_id`` 0 no label (``_get_label_id``: ``if not cat_id:
   return None``, datumaro/plugins/data_formats/coco/base.py, Datumaro 1.13).
 * Image and annotation ids are kept when unique within their file, else numbered anew
@@ -50,11 +50,13 @@ HOLDS = Holds(crowd=True, classed_ignore=True, flags=frozenset(FLAGS),
 
 
 def category_ids(dataset: Dataset) -> list[int]:
-    """The COCO category id of each class (see the module docstring)."""
-    ids = list(dataset.classes.source_ids)
-    if ids == list(range(len(ids))) and dataset.info.get("format") != "coco":
-        return [i + 1 for i in ids]
-    return ids
+    """The COCO category id of each class: the source's ids when the dataset was read from
+    COCO, or when they hold no 0 (and no repeat); else 1..K (module docstring). The same
+    rule as the evaluator's ground truth (``detforge.evaluate.coco.category_ids``)."""
+    ids = [int(i) for i in dataset.classes.source_ids]
+    if dataset.info.get("format") == "coco" or (0 not in ids and len(set(ids)) == len(ids)):
+        return ids
+    return list(range(1, len(ids) + 1))
 
 
 def _unique_ids(ids: NDArray[np.int64], *, keep_negative: bool = False) -> NDArray[np.int64]:

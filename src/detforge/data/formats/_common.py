@@ -1,4 +1,4 @@
-"""Helpers shared by the format readers and writers, and :func:`convert`.
+"""Helpers shared by the format readers and writers.
 
 Writers never write into ``out`` directly: :func:`staged_output` gives them a private
 staging folder beside ``out`` and moves it into place only when everything was written,
@@ -12,8 +12,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -24,11 +23,9 @@ from tqdm import tqdm
 from detforge.core.atomic import link_or_copy
 from detforge.core.errors import ConfigError, DatasetError
 from detforge.data.dataset import UNSET_SPLIT, Dataset
-from detforge.data.formats.policy import WriteOptions, WriteSummary
 from detforge.data.images import image_key, image_size
 
-__all__ = ["ConvertResult", "apply_split_map", "as_column", "bad_text", "check_class_names",
-           "clean_floats", "convert",
+__all__ = ["as_column", "bad_text", "check_class_names", "clean_floats",
            "destination_keys", "exists_dir", "exists_file", "first_bad", "float32_values",
            "known_sizes", "normalise_split", "place_images", "progress", "read_text",
            "split_of", "staged_output"]
@@ -299,111 +296,6 @@ def split_of(dataset: Dataset) -> list[str]:
     if (dataset.images.split == UNSET_SPLIT).any() or not names:
         names.append(UNSET_SPLIT)
     return names
-
-
-@dataclass(frozen=True)
-class ConvertResult:
-    """What :func:`convert` did.
-
-    Attributes:
-        src_format: Format the source was read as.
-        dst_format: Format written.
-        out: The output folder.
-        images: Image entries written.
-        boxes: Boxes written.
-        classes: Classes written.
-        source_images: Images read from the source.
-        source_boxes: Boxes read from the source.
-        written: The writer's full summary (image files placed, what was left out).
-    """
-
-    src_format: str
-    dst_format: str
-    out: Path
-    images: int
-    boxes: int
-    classes: int
-    source_images: int = 0
-    source_boxes: int = 0
-    written: WriteSummary | None = None
-
-    def summary_line(self) -> str:
-        """``converted voc -> yolo: 364 images (364 files), 4888 boxes, 3 classes -> out``
-        followed by what was left out, if anything."""
-        w = self.written
-        files = f" ({w.image_files} image files)" if w is not None else ""
-        text = (f"converted {self.src_format} -> {self.dst_format}: {self.images} images"
-                f"{files}, {self.boxes} boxes, {self.classes} classes -> {self.out}")
-        if w is not None and w.image_files < self.images:
-            text += f"\n  {self.images - w.image_files} image files not found in the source"
-        lost = "" if w is None else w.losses_text()
-        if lost:
-            text += f"\n  left out (allowed): {lost}"
-        return text
-
-
-def _inside(child: Path, parent: Path) -> bool:
-    return child == parent or parent in child.parents
-
-
-def apply_split_map(dataset: Dataset, split_map: Mapping[str, str]) -> Dataset:
-    """``dataset`` with its split names renamed by ``split_map`` (``""``: unsplit).
-
-    Args:
-        dataset: The dataset.
-        split_map: ``{old: new}``; names not in it are kept.
-
-    Returns:
-        A copy with the new split column (``dataset`` itself when the map is empty).
-    """
-    if not split_map:
-        return dataset
-    return dataset.with_split([split_map.get(s, s) for s in dataset.images.split.tolist()])
-
-
-def convert(src: str | Path, out: str | Path, *, to: str,
-            source_format: str | None = None, options: WriteOptions | None = None,
-            split_map: Mapping[str, str] | None = None,
-            allow_outside_root: bool = False) -> ConvertResult:
-    """Read the dataset at ``src`` and write it to ``out`` in format ``to``.
-
-    Args:
-        src: Source dataset (file or folder).
-        out: New output folder (must not exist, or be empty).
-        to: Output format name (a key of ``FORMATS``).
-        source_format: Source format; detected from ``src`` when None.
-        options: What the writer may lose (default: nothing) and YOLO's ``val`` split.
-        split_map: Rename splits before writing, e.g. ``{"trainval": "train"}``.
-        allow_outside_root: Let a YOLO ``data.yaml`` name folders outside the dataset.
-
-    Returns:
-        A :class:`ConvertResult` that counts what was written.
-
-    Raises:
-        ConfigError: Unknown format, or ``out`` is ``src`` or lies inside it.
-        DatasetError: The source is unreadable or malformed, or writing would lose data
-            that ``options`` does not allow (nothing is written then).
-
-    Example:
-        >>> convert("voc_ds", "coco_ds", to="coco")  # doctest: +SKIP
-    """
-    from detforge.data.formats import get_format, read_dataset, write_dataset
-
-    src_p, out_p = Path(src).resolve(), Path(out).resolve()
-    get_format(to)
-    src_dir = src_p.parent if src_p.is_file() else src_p
-    if _inside(out_p, src_dir):
-        raise ConfigError(f"output {out} is the source or lies inside it ({src_dir}); "
-                          "write the converted dataset to a folder outside the source")
-    ds = read_dataset(src_p, source_format, allow_outside_root=allow_outside_root)
-    if ds.root is not None and _inside(out_p, ds.root.resolve()):
-        raise ConfigError(f"output {out} lies inside the source dataset root {ds.root}; "
-                          "write the converted dataset to a folder outside it")
-    written = write_dataset(apply_split_map(ds, split_map or {}), out_p, to, options=options)
-    return ConvertResult(src_format=str(ds.info.get("format", source_format)), dst_format=to,
-                         out=out_p, images=written.images, boxes=written.boxes,
-                         classes=len(ds.classes), source_images=ds.num_images,
-                         source_boxes=ds.num_boxes, written=written)
 
 
 def first_bad(values: Sequence[object], ok: type | tuple[type, ...]) -> int:

@@ -115,7 +115,6 @@ def _read_file(file: CocoFile, root: Path, names: list[str], ids: list[int],
     if meta:
         info.setdefault("coco_meta", {}).setdefault(file.split, meta)
     imgs: list[dict[str, Any]] = obj["images"]
-    records(imgs, "images", path)
     img_ids = int_column(imgs, "id", "images", path)
     files = _file_names(imgs, path)
     base = os.path.relpath(image_base(root, file, files), root)
@@ -132,7 +131,6 @@ def _read_file(file: CocoFile, root: Path, names: list[str], ids: list[int],
         table.extra["coco"] = image_extra
 
     anns: list[dict[str, Any]] = obj.get("annotations", [])
-    records(anns, "annotations", path)
     order = np.argsort(img_ids, kind="stable")
     sorted_ids = img_ids[order]
     if len(sorted_ids) > 1 and (dup := np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])).size:

@@ -328,7 +328,7 @@ def _depth(src: Path | None) -> int:
     try:
         with Image.open(src) as im:
             return len(im.getbands())
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         return 3
 
 
