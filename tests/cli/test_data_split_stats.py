@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from detforge.cli import app
 from detforge.core.classes import ClassMap
 from detforge.data.dataset import BoxTable, Dataset, ImageTable
-from detforge.data.formats import read_dataset, write_dataset
+from detforge.data.formats import WriteOptions, read_dataset, write_dataset
 from detforge.data.images import image_key
 
 runner = CliRunner()
@@ -47,7 +47,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 @pytest.fixture(params=["yolo", "coco"])
 def src(request: pytest.FixtureRequest, raw: Dataset, tmp_path: Path) -> Path:
     out = tmp_path / f"src_{request.param}"
-    write_dataset(raw, out, str(request.param))
+    write_dataset(raw, out, str(request.param), options=WriteOptions(val_split="train"))
     return out
 
 
@@ -125,7 +125,7 @@ def test_stats_table_and_json(src: Path) -> None:
 @pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
 def test_stats_html_report(raw: Dataset, tmp_path: Path, as_json: bool) -> None:
     src, report = tmp_path / "src", tmp_path / "report.html"
-    write_dataset(raw, src, "yolo")
+    write_dataset(raw, src, "yolo", options=WriteOptions(val_split="train"))
     result = runner.invoke(app, ["data", "stats", str(src), "--html", str(report),
                                  *(["--json"] if as_json else [])])
     assert result.exit_code == 0, result.output

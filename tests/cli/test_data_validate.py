@@ -101,3 +101,25 @@ def test_fix_writes_copy_that_validates_clean(yolo_ds: Path, tmp_path: Path) -> 
     again = runner.invoke(app, ["data", "validate", str(out), "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["summary"]["has_errors"] is False
+
+
+def test_fix_into_another_format_refuses_losses_unless_allowed(tmp_path: Path) -> None:
+    src = tmp_path / "coco"
+    (src / "images").mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(src / "images/a.png")
+    (src / "annotations").mkdir()
+    (src / "annotations/instances_train.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9]},
+                        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [20, 5, 9, 9],
+                         "iscrowd": 1}],
+        "categories": [{"id": 1, "name": "car"}]}))
+    args = ["data", "validate", str(src), "--fix", str(tmp_path / "fixed"), "--to", "yolo"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "DatasetError" in refused.output
+    assert "--val-split train" in refused.output and "1 crowd regions" in refused.output
+    assert not (tmp_path / "fixed").exists()
+    done = runner.invoke(app, [*args, "--val-split", "train", "--allow-loss", "crowd"])
+    assert done.exit_code == 0, done.output
+    assert "left out (allowed): skipped 1 crowd regions" in done.output
+    assert (tmp_path / "fixed/labels/train/a.txt").read_text().count("\n") == 1

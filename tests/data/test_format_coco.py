@@ -12,7 +12,7 @@ from PIL import Image
 from detforge.core.classes import ClassMap
 from detforge.core.errors import ConfigError, DatasetError
 from detforge.data.dataset import BoxTable, Dataset, ImageTable
-from detforge.data.formats import coco
+from detforge.data.formats import WriteOptions, coco
 
 
 def _coco(images: list[dict[str, Any]], anns: list[dict[str, Any]],
@@ -73,7 +73,12 @@ def test_write_round_trip_keeps_ids_flags_and_places_images(tmp_path: Path) -> N
                                 [1, 0, -1], iscrowd=[1, 0, 0], difficult=[0, 1, 0],
                                 truncated=[0.25, 0, 0], occluded=[2, 0, 0],
                                 ignore=[0, 0, 1]), root=src)
-    coco.write(ds, tmp_path / "out")
+    with pytest.raises(DatasetError, match="1 ignore regions without a class.*allow-loss ignore"):
+        coco.write(ds, tmp_path / "out")
+    summary = coco.write(ds, tmp_path / "out",
+                         options=WriteOptions(allow_loss=frozenset({"ignore"})))
+    assert (summary.images, summary.image_files, summary.boxes) == (2, 1, 2)
+    assert summary.skipped == {"ignore": 1}
     out = tmp_path / "out"
     assert (out / "images/train/straße.png").is_file()
     assert not (out / "images/val").exists()  # missing source image skipped
@@ -104,8 +109,8 @@ def test_unknown_category_is_kept_as_class_minus_one(tmp_path: Path) -> None:
     (_coco(IMAGES, [{"id": 3, "image_id": 7, "category_id": 1, "bbox": [0, "0", 1, 1]}]),
      "has bbox"),
     (_coco(IMAGES + IMAGES[:1], []), "image id 42 is used by more than one image"),
-    (_coco([{"id": "x", "file_name": "a.jpg"}], []), 'images[0] "id" must be a number'),
-    (_coco([{"id": 1}], []), '"file_name" must be a string'),
+    (_coco([{"id": "x", "file_name": "a.jpg"}], []), 'images[0] "id" must be an integer'),
+    (_coco([{"id": 1}], []), '"file_name" must be a non-empty string'),
     (_coco(IMAGES, [{"id": 1, "image_id": 7, "bbox": [0, 0, 1, 1]}]), 'has no "category_id"'),
     (_coco(IMAGES, [], [{"id": 1, "name": "a"}, {"id": 2, "name": "a"}]), "has two ids"),
     ({"images": 3}, 'an "images" list'),

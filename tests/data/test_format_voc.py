@@ -13,7 +13,7 @@ from PIL import Image
 from detforge.core.classes import ClassMap
 from detforge.core.errors import ConfigError, DatasetError
 from detforge.data.dataset import BoxTable, Dataset, ImageTable
-from detforge.data.formats import detect_format, voc
+from detforge.data.formats import WriteOptions, detect_format, voc
 
 
 def _image(path: Path, size: tuple[int, int], mode: str = "RGB") -> None:
@@ -149,7 +149,11 @@ def test_write_skips_ignore_regions_and_keeps_floats(tmp_path: Path) -> None:
                                   [10, 10], split=["train", "val"]),
                  BoxTable.build([0, 0, 1], xyxy, [0, -1, 0], ignore=[False, True, False],
                                 truncated=[0.25, 0, 0]))
-    voc.write(ds, tmp_path / "out")
+    with pytest.raises(DatasetError, match="1 ignore regions without a class"):
+        voc.write(ds, tmp_path / "out")
+    summary = voc.write(ds, tmp_path / "out",
+                        options=WriteOptions(allow_loss=frozenset({"ignore"})))
+    assert summary.skipped == {"ignore": 1} and summary.boxes == 2
     back = voc.read(tmp_path / "out")
     assert back.num_boxes == 2 and back.images.file.tolist() == [
         "JPEGImages/train/cam/x.jpg", "JPEGImages/val/cam/x.jpg"]  # same key in two splits
@@ -204,7 +208,8 @@ def test_write_needs_an_empty_folder(quirky: Path, tmp_path: Path, occupied: boo
 def test_write_rejects_unknown_class_id(tmp_path: Path) -> None:
     ds = Dataset(ClassMap.from_names(["a"]), ImageTable.build(["x.jpg"], [4], [4]),
                  BoxTable.build([0], [[0, 0, 1, 1]], [3]))
-    with pytest.raises(DatasetError, match="class id 3 in image 'x.jpg'"):
+    with pytest.raises(DatasetError, match=r"1 boxes whose class id is outside the class list "
+                                           r"\(first: image x.jpg\).*unknown-class"):
         voc.write(ds, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing half-written
 

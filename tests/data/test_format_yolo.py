@@ -12,7 +12,7 @@ from PIL import Image
 from detforge.core.classes import ClassMap
 from detforge.core.errors import DatasetError
 from detforge.data.dataset import BoxTable, Dataset, ImageTable
-from detforge.data.formats import yolo
+from detforge.data.formats import WriteOptions, yolo
 
 
 def _img(path: Path, size: tuple[int, int] = (40, 20)) -> None:
@@ -114,7 +114,7 @@ def _big(root: Path) -> Dataset:
     xy = np.sort(rng.uniform(0, 1, (50, 2, 2)), axis=1).reshape(50, 4)[:, [0, 2, 1, 3]]
     idx = np.repeat([0, 1], 25)
     xyxy = xy * np.array([[*s, *s] for s in sizes])[idx]
-    boxes = BoxTable.build(idx, xyxy, rng.integers(0, 3, 50), iscrowd=np.ones(50),
+    boxes = BoxTable.build(idx, xyxy, rng.integers(0, 3, 50), difficult=np.ones(50),
                            ignore=np.arange(50) == 3)
     return Dataset(ClassMap(("a", "b", "c"), (4, 9, 11)),
                    ImageTable.build([f"images/{i}.png" for i in range(2)],
@@ -124,7 +124,17 @@ def _big(root: Path) -> Dataset:
 
 def test_write_round_trip_precision_and_unsplit(tmp_path: Path) -> None:
     ds = _big(tmp_path / "src")
-    yolo.write(ds, tmp_path / "out")
+    with pytest.raises(DatasetError, match="no val split.*--val-split train"):
+        yolo.write(ds, tmp_path / "out")  # unsplit: validation on training images, if asked
+    with pytest.raises(DatasetError, match=r"1 ignore regions without a class \(first: image "
+                                           r"images/0.png\); per-box values difficult \(49 "
+                                           r"boxes\).*--allow-loss ignore,attributes"):
+        yolo.write(ds, tmp_path / "out", options=WriteOptions(val_split="train"))
+    assert not (tmp_path / "out").exists()
+    summary = yolo.write(ds, tmp_path / "out", options=WriteOptions(
+        val_split="train", allow_loss=frozenset({"ignore", "attributes"})))
+    assert summary.skipped == {"ignore": 1} and summary.dropped == {"difficult": 49}
+    assert summary.boxes == 49
     data = yaml.safe_load((tmp_path / "out/data.yaml").read_text())
     assert data["train"] == data["val"] == "images"
     assert data["names"] == {0: "a", 1: "b", 2: "c"}
@@ -135,7 +145,7 @@ def test_write_round_trip_precision_and_unsplit(tmp_path: Path) -> None:
     err = np.abs(back.boxes.xyxy - ds.boxes.xyxy[keep]).max()
     assert err < 1e-6, err
     assert back.boxes.class_id.tolist() == ds.boxes.class_id[keep].tolist()
-    assert not back.boxes.iscrowd.any()  # YOLO cannot store flags
+    assert not back.boxes.difficult.any()  # YOLO cannot store flags
 
 
 def test_write_needs_every_image_in_a_split(tmp_path: Path) -> None:
@@ -156,4 +166,4 @@ def test_write_refuses_images_sharing_a_label_file(tmp_path: Path) -> None:
     ds = Dataset(ClassMap.from_names(["a"]),
                  ImageTable.build(["x/a.jpg", "x/a.png"], [5, 5], [5, 5]), BoxTable.empty())
     with pytest.raises(DatasetError, match="would share the label file labels/x/a.txt"):
-        yolo.write(ds, tmp_path / "out")
+        yolo.write(ds, tmp_path / "out", options=WriteOptions(val_split="train"))

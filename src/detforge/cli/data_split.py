@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from detforge.cli.data_options import AllowLoss, AllowOutsideRoot, write_options
+
 __all__ = ["register", "split"]
 
 
@@ -22,6 +24,8 @@ def split(
     from_: Annotated[str | None, typer.Option("--from", help="Format of DS.")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Format of OUT (default: DS's).")
                   ] = None,
+    allow_loss: AllowLoss = None,
+    allow_outside_root: AllowOutsideRoot = False,
 ) -> None:
     """Split DS into train/val/test, stratified by class, without crossing groups.
 
@@ -30,7 +34,9 @@ def split(
     from detforge.data.split import format_split_report, parse_ratios, split_dataset_files
 
     result = split_dataset_files(dataset, out, ratios=parse_ratios(ratios), seed=seed,
-                                 group_by=group_by, src_format=from_, out_format=to)
+                                 group_by=group_by, src_format=from_, out_format=to,
+                                 options=write_options(allow_loss),
+                                 allow_outside_root=allow_outside_root)
     typer.echo(format_split_report(result.report))
     typer.echo(f"\nwrote {out}")
 

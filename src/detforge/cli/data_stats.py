@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from detforge.cli.data_options import AllowOutsideRoot
+
 __all__ = ["register", "stats"]
 
 
@@ -18,6 +20,7 @@ def stats(
     html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here.")
                     ] = None,
     from_: Annotated[str | None, typer.Option("--from", help="Format of DS.")] = None,
+    allow_outside_root: AllowOutsideRoot = False,
 ) -> None:
     """Describe DS: images, boxes and classes per split, box size and aspect distributions.
 
@@ -26,7 +29,7 @@ def stats(
     from detforge.data.formats import read_dataset
     from detforge.data.stats import dataset_stats, format_stats, render_stats_html
 
-    result = dataset_stats(read_dataset(dataset, from_))
+    result = dataset_stats(read_dataset(dataset, from_, allow_outside_root=allow_outside_root))
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from detforge.cli.data_options import AllowLoss, AllowOutsideRoot, ValSplit, write_options
+
 __all__ = ["register", "validate"]
 
 
@@ -20,6 +22,9 @@ def validate(
     from_: Annotated[str | None, typer.Option("--from", help="Format of DS.")] = None,
     to: Annotated[str | None, typer.Option(
         "--to", help="Format of the --fix copy (default: DS's).")] = None,
+    allow_loss: AllowLoss = None,
+    val_split: ValSplit = None,
+    allow_outside_root: AllowOutsideRoot = False,
 ) -> None:
     """Check DS for bad boxes, broken or duplicate images, split leaks and imbalance.
 
@@ -29,7 +34,9 @@ def validate(
     """
     from detforge.data.validate import validate_path
 
-    report, fixed = validate_path(dataset, fmt=from_, fix_out=fix, fix_format=to)
+    report, fixed = validate_path(dataset, fmt=from_, fix_out=fix, fix_format=to,
+                                  options=write_options(allow_loss, val_split),
+                                  allow_outside_root=allow_outside_root)
     if json_:
         payload = report.to_dict()
         if fixed is not None:
@@ -41,6 +48,8 @@ def validate(
             changes = ", ".join(f"{n} {a}" for a, n in fixed.changes.items()) or "no changes"
             typer.echo(f"fixed copy ({fixed.format}): {fixed.out}\nchange log: {fixed.log} "
                        f"({changes})")
+            if fixed.written is not None and fixed.written.losses_text():
+                typer.echo(f"left out (allowed): {fixed.written.losses_text()}")
     if report.has_errors:
         raise typer.Exit(1)
 

@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from detforge.core.classes import ClassMap
 from detforge.core.errors import DatasetError
 
-__all__ = ["BoxTable", "Dataset", "ImageTable", "UNSET_SPLIT"]
+__all__ = ["BoxTable", "Dataset", "ImageTable", "UNSET_SPLIT", "concat_extra"]
 
 UNSET_SPLIT = ""
 """Split value of an image that belongs to no split."""
@@ -57,7 +57,10 @@ class ImageTable:
         id: Image id in the source format (COCO ``id``; 0-based order otherwise).
         split: ``"train"``, ``"val"``, ``"test"`` or ``""`` (unassigned).
         group: Group key (e.g. the video a frame came from), ``""`` when none.
-        label_file: The annotation file the image's boxes came from (text formats), or ``""``.
+        label_file: The annotation file the image's boxes came from (the label file of
+            text formats, the JSON file of COCO), or ``""``.
+        extra: Format-specific per-image columns kept for lossless round trips (e.g.
+            ``coco``: the COCO image record's other keys, such as ``license``).
     """
 
     file: ObjArray
@@ -67,12 +70,17 @@ class ImageTable:
     split: ObjArray
     group: ObjArray
     label_file: ObjArray
+    extra: dict[str, NDArray[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.file)
         for name in ("width", "height", "id", "split", "group", "label_file"):
             if len(getattr(self, name)) != n:
                 raise DatasetError(f"image column {name!r} has {len(getattr(self, name))} rows, "
+                                   f"expected {n}")
+        for name, col in self.extra.items():
+            if len(col) != n:
+                raise DatasetError(f"extra image column {name!r} has {len(col)} rows, "
                                    f"expected {n}")
 
     @classmethod
@@ -96,7 +104,43 @@ class ImageTable:
         """Rows ``index``, in that order."""
         return ImageTable(self.file[index], self.width[index], self.height[index],
                           self.id[index], self.split[index], self.group[index],
-                          self.label_file[index])
+                          self.label_file[index], {k: v[index] for k, v in self.extra.items()})
+
+    @classmethod
+    def concat(cls, tables: Sequence[ImageTable]) -> ImageTable:
+        """Concatenate tables; an extra column missing from some is filled (see
+        :func:`concat_extra`)."""
+        if not tables:
+            return cls.build([])
+        cols: dict[str, Any] = {n: np.concatenate([getattr(t, n) for t in tables])
+                                for n in _IMAGE_COLUMNS}
+        return cls(**cols, extra=concat_extra([t.extra for t in tables],
+                                              [len(t) for t in tables]))
+
+
+_IMAGE_COLUMNS = ("file", "width", "height", "id", "split", "group", "label_file")
+
+
+def concat_extra(extras: Sequence[Mapping[str, NDArray[Any]]], lengths: Sequence[int],
+                 ) -> dict[str, NDArray[Any]]:
+    """Concatenate extra columns; where a table lacks one, it is filled with NaN (floats),
+    -1 (integers) or None (anything else), so no column is dropped."""
+    keys = sorted(set().union(*(set(e) for e in extras))) if extras else []
+    out: dict[str, NDArray[Any]] = {}
+    for k in keys:
+        model = next(e[k] for e in extras if k in e)
+        parts = []
+        for e, n in zip(extras, lengths, strict=True):
+            if k in e:
+                parts.append(e[k])
+                continue
+            fill = np.nan if model.dtype.kind == "f" else -1 if model.dtype.kind in "iu" \
+                else None
+            part = np.empty((n, *model.shape[1:]), model.dtype if fill is not None else object)
+            part[...] = fill
+            parts.append(part)
+        out[k] = np.concatenate(parts)
+    return out
 
 
 BOX_FLAGS = ("iscrowd", "difficult", "truncated", "occluded", "ignore")
@@ -169,14 +213,14 @@ class BoxTable:
 
     @classmethod
     def concat(cls, tables: Sequence[BoxTable]) -> BoxTable:
-        """Concatenate tables; extra columns must be present in all or are dropped."""
+        """Concatenate tables; an extra column missing from some is filled (see
+        :func:`concat_extra`)."""
         if not tables:
             return cls.empty()
-        keys = set.intersection(*(set(t.extra) for t in tables))
         cols: dict[str, Any] = {n: np.concatenate([getattr(t, n) for t in tables])
                                 for n in _BOX_COLUMNS}
-        return cls(**cols, extra={k: np.concatenate([t.extra[k] for t in tables])
-                                  for k in sorted(keys)})
+        return cls(**cols, extra=concat_extra([t.extra for t in tables],
+                                              [len(t) for t in tables]))
 
     def __len__(self) -> int:
         return len(self.image_index)
@@ -228,6 +272,24 @@ class Dataset:
         """Absolute path of image ``i`` (relative to ``root``)."""
         rel = Path(self.images.file[i])
         return rel if self.root is None else self.root / rel
+
+    def box_ref(self, box: int) -> str:
+        """Where box ``box`` comes from, for messages.
+
+        ``labels/train/a.txt:3``, ``annotations/instances_val.json annotation id 17 (image
+        a.jpg)``, ``Annotations/a.xml (image JPEGImages/a.jpg)`` or ``image a.jpg``.
+        """
+        img = int(self.boxes.image_index[box])
+        label = str(self.images.label_file[img] or "")
+        line = int(self.boxes.line[box])
+        image = str(self.images.file[img])
+        if label and line > 0:
+            return f"{label}:{line} (image {image})"
+        ann = self.boxes.extra.get("ann_id")
+        ident = f" annotation id {int(ann[box])}" if ann is not None and ann[box] >= 0 else ""
+        if label:
+            return f"{label}{ident} (image {image})"
+        return f"{ident.strip()} image {image}".strip() if ident else f"image {image}"
 
     def boxes_per_image(self) -> list[NDArray[np.intp]]:
         """For each image, the row indices of its boxes (in table order)."""

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from detforge.core.errors import ConfigError, DatasetError
 from detforge.data.dataset import Dataset
+from detforge.data.formats.policy import WriteOptions
 from detforge.data.images import image_key
 from detforge.data.report import text_table
 
@@ -451,7 +452,8 @@ def format_split_report(report: SplitReport) -> str:
 def split_dataset_files(src: str | Path, out: str | Path, *,
                         ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
                         group_by: str | None = None, src_format: str | None = None,
-                        out_format: str | None = None) -> SplitResult:
+                        out_format: str | None = None, options: WriteOptions | None = None,
+                        allow_outside_root: bool = False) -> SplitResult:
     """Read a dataset, split it and write the split copy; the source is never modified.
 
     Args:
@@ -462,13 +464,17 @@ def split_dataset_files(src: str | Path, out: str | Path, *,
         group_by: See :func:`split_dataset`.
         src_format: Format of ``src`` (``coco``, ``yolo``, ``voc``, ``kitti``), or None.
         out_format: Format to write, or None for the same as the source.
+        options: Losses the writer may incur (default none; see
+            :mod:`detforge.data.formats.policy`).
+        allow_outside_root: Let a YOLO ``data.yaml`` name folders outside the dataset.
 
     Returns:
         The split result.
 
     Raises:
         ConfigError: ``out`` is the source, inside it, or not empty; or a bad argument.
-        DatasetError: The source cannot be read.
+        DatasetError: The source cannot be read, or the copy would lose data that
+            ``options`` does not allow.
     """
     from detforge.data.formats import get_format, read_dataset, write_dataset
 
@@ -478,12 +484,12 @@ def split_dataset_files(src: str | Path, out: str | Path, *,
         get_format(out_format)
     src_r = src.resolve()
     _check_output(out, src_r.parent if src_r.is_file() else src_r)
-    dataset = read_dataset(src, src_format)
+    dataset = read_dataset(src, src_format, allow_outside_root=allow_outside_root)
     if dataset.root is not None:
         _check_output(out, dataset.root.resolve())
     result = split_dataset(dataset, ratios=ratios, seed=seed, group_by=group_by)
     fmt = out_format or str(dataset.info.get("format") or src_format)
-    write_dataset(result.dataset, out, fmt)
+    write_dataset(result.dataset, out, fmt, options=options)
     return result
 
 

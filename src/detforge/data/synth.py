@@ -322,7 +322,8 @@ def synthesize(out: str | Path, *, images: int = 100, classes: int = 3, seed: in
         size: Image (width, height) in pixels.
         fmt: Output format: ``yolo``, ``coco``, ``voc`` or ``kitti``.
         empty_fraction: Fraction of images without objects.
-        splits: Train/val[/test] ratios (default 0.8/0.2), or None for no splits.
+        splits: Train/val[/test] ratios (default 0.8/0.2), or None for no splits. With no
+            val images, a YOLO ``data.yaml``'s ``val:`` names the training images.
 
     Returns:
         The dataset as read back from ``out``.
@@ -334,7 +335,7 @@ def synthesize(out: str | Path, *, images: int = 100, classes: int = 3, seed: in
     Example:
         >>> ds = synthesize("ds", images=32, classes=3, seed=1, fmt="coco")  # doctest: +SKIP
     """
-    from detforge.data.formats import get_format, read_dataset, write_dataset
+    from detforge.data.formats import WriteOptions, get_format, read_dataset, write_dataset
 
     out = Path(out)
     get_format(fmt)  # fail on an unknown format before rendering anything
@@ -347,7 +348,9 @@ def synthesize(out: str | Path, *, images: int = 100, classes: int = 3, seed: in
         staged = generate(tmp, images=images, classes=classes, seed=seed, size=size,
                           empty_fraction=empty_fraction, splits=splits)
         # Written in place (not renamed) because formats such as YOLO record their path.
-        write_dataset(staged, out, fmt)
+        # With no val images (no splits, or too few images), a YOLO data.yaml validates on
+        # the training images (documented).
+        write_dataset(staged, out, fmt, options=WriteOptions(val_split="train"))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise

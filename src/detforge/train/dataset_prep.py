@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 __all__ = ["PreparedData", "dataset_version_of", "prepare_yolo_dataset", "training_view"]
 
+TRAINING_LOSSES = frozenset({"crowd", "ignore", "unsized", "nonfinite", "attributes",
+                             "metadata"})
+"""What the YOLO training copy may leave out (see detforge.data.formats.policy)."""
+
 
 @dataclass(frozen=True)
 class PreparedData:
@@ -128,7 +132,7 @@ def prepare_yolo_dataset(source: str | Path, out: str | Path, *,
     Example:
         >>> prep = prepare_yolo_dataset("coco_ds", "runs/x/v1/data")  # doctest: +SKIP
     """
-    from detforge.data.formats import read_dataset, write_dataset
+    from detforge.data.formats import WriteOptions, read_dataset, write_dataset
 
     source, out = Path(source), Path(out)
     if out.resolve() == source.resolve():
@@ -140,7 +144,12 @@ def prepare_yolo_dataset(source: str | Path, out: str | Path, *,
             f"{list(classes)} (set by the preset); relabel the data, or pass "
             "--set classes=null to accept the dataset's classes")
     view, val_source = training_view(ds, overfit=overfit, seed=seed)
-    write_dataset(view, out, "yolo")
+    # A training copy, not a conversion: YOLO keeps no flags or metadata, and crowd,
+    # ignore and unusable boxes are left out as Ultralytics' own converters do. A box of an
+    # unknown class is still refused (it is a labelling error, not a format limit). The
+    # overfit view has no val split: it validates on its training images.
+    write_dataset(view, out, "yolo", options=WriteOptions(allow_loss=TRAINING_LOSSES,
+                                                          val_split="train"))
     data_yaml = _finish_data_yaml(out, list(view.classes.names), overfit=bool(overfit))
     n_train = int((view.images.split == "train").sum())
     n_val = n_train if overfit else int((view.images.split == "val").sum())

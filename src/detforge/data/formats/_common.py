@@ -1,4 +1,4 @@
-"""Helpers shared by the format readers and writers, and :func:`convert`.
+"""Helpers shared by the format readers and writers.
 
 Writers never write into ``out`` directly: :func:`staged_output` gives them a private
 staging folder beside ``out`` and moves it into place only when everything was written,
@@ -12,21 +12,22 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from detforge.core.atomic import link_or_copy, make_temp_dir
 from detforge.core.errors import ConfigError, DatasetError
 from detforge.data.dataset import UNSET_SPLIT, Dataset
-from detforge.data.images import image_key
+from detforge.data.images import image_key, image_size
 
-__all__ = ["ConvertResult", "as_column", "convert", "destination_keys", "first_bad",
-           "normalise_split", "place_images", "progress", "read_text", "split_of",
-           "staged_output"]
+__all__ = ["as_column", "bad_text", "check_class_names", "clean_floats",
+           "destination_keys", "exists_dir", "exists_file", "first_bad", "float32_values",
+           "known_sizes", "normalise_split", "place_images", "progress", "read_text",
+           "split_of", "staged_output"]
 
 T = TypeVar("T")
 
@@ -35,17 +36,24 @@ _SPLIT_CANON = {"train": "train", "val": "val", "valid": "val", "validation": "v
                 "test": "test"}
 
 
-def normalise_split(name: str) -> str:
-    """Canonical split name: ``train2017`` -> ``train``, ``valid`` -> ``val``.
+NO_SUBSET = "default"
+"""The subset name CVAT and Datumaro give data that belongs to no subset."""
 
-    Names that are not a train/val/test variant are returned unchanged.
+
+def normalise_split(name: str) -> str:
+    """Canonical split name: ``train2017`` -> ``train``, ``valid`` -> ``val``, and
+    ``default`` (CVAT's and Datumaro's "no subset") -> ``""`` (unsplit).
+
+    Other names are returned unchanged.
 
     Args:
         name: Split name as found in a file or folder name.
 
     Returns:
-        ``"train"``, ``"val"``, ``"test"`` or ``name`` itself.
+        ``"train"``, ``"val"``, ``"test"``, ``""`` or ``name`` itself.
     """
+    if name == NO_SUBSET:
+        return UNSET_SPLIT
     m = _SPLIT_RE.fullmatch(name)
     return _SPLIT_CANON[m.group(1).lower()] if m else name
 
@@ -87,10 +95,78 @@ def read_text(path: Path) -> str:
                            "is readable", path=path) from exc
 
 
+def exists_file(path: Path) -> bool:
+    """``path.is_file()``, False (not an exception) for names the OS cannot take.
+
+    Args:
+        path: Any path, e.g. built from a name found in an annotation file.
+
+    Returns:
+        Whether a regular file (or a link to one) is there.
+    """
+    try:
+        return path.is_file()
+    except (OSError, ValueError, UnicodeError):  # NUL byte, name too long, lone surrogate
+        return False
+
+
+def exists_dir(path: Path) -> bool:
+    """``path.is_dir()``, False (not an exception) for names the OS cannot take."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError, UnicodeError):
+        return False
+
+
+_MAX_NAME_BYTES = 255
+
+
 def _safe_key(key: str) -> str:
     parts = [p for p in PurePosixPath(key.replace("\\", "/")).parts
              if p not in ("/", "", ".", "..")]
     return "/".join(parts)
+
+
+def bad_text(text: str) -> str | None:
+    """Why ``text`` cannot be a file or class name (a NUL, a lone surrogate), or None.
+
+    Args:
+        text: A name read from a dataset.
+
+    Returns:
+        The reason, to go in an error message, or None when the name is fine.
+    """
+    if "\0" in text:
+        return "holds a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate escape)"
+    return None
+
+
+def check_class_names(names: Sequence[str], path: Path | None) -> None:
+    """Refuse class names no format can store.
+
+    Raises:
+        DatasetError: The first bad name, why, and the file.
+    """
+    for name in names:
+        if (why := bad_text(name)) is not None:
+            raise DatasetError(f"class name {name[:60]!r} {why}; rename the class", path=path)
+
+
+def _bad_name(key: str) -> str | None:
+    """Why ``key`` cannot be a file name on this system, or None."""
+    if "\0" in key:
+        return "holds a NUL character"
+    try:
+        parts = [p.encode("utf-8") for p in key.split("/")]
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    if any(len(p) > _MAX_NAME_BYTES for p in parts):
+        return f"has a path component longer than {_MAX_NAME_BYTES} bytes"
+    return None
 
 
 def destination_keys(dataset: Dataset) -> list[str]:
@@ -111,6 +187,9 @@ def destination_keys(dataset: Dataset) -> list[str]:
         if not key:
             raise DatasetError(f"image row {i} has an empty file name; give it a file name",
                                path=dataset.root)
+        if (why := _bad_name(key)) is not None:
+            raise DatasetError(f"image file name {key[:80]!r} {why}; rename the image",
+                               path=dataset.root)
         first = seen.setdefault((split, key), i)
         if first != i:
             raise DatasetError(
@@ -118,6 +197,32 @@ def destination_keys(dataset: Dataset) -> list[str]:
                 f"both be written as {key!r} in split {split or '(none)'!r}; rename one of "
                 "them or remove the duplicate row", path=dataset.root)
     return keys
+
+
+def known_sizes(dataset: Dataset, need: NDArray[np.bool_]) -> tuple[NDArray[np.int64],
+                                                                   NDArray[np.int64]]:
+    """Image widths and heights, unknown ones (0) of the rows in ``need`` read from the
+    image files where they exist (a bad image stays unknown).
+
+    Args:
+        dataset: The dataset.
+        need: Mask of the image rows whose size matters.
+
+    Returns:
+        ``(width, height)`` as int64 arrays.
+    """
+    width = dataset.images.width.astype(np.int64)
+    height = dataset.images.height.astype(np.int64)
+    if dataset.root is None:
+        return width, height
+    for i in np.flatnonzero(need & ((width <= 0) | (height <= 0))).tolist():
+        p = dataset.image_path(i)
+        if exists_file(p):
+            try:
+                width[i], height[i] = image_size(p)
+            except DatasetError:
+                pass
+    return width, height
 
 
 def place_images(dataset: Dataset, stage: Path, dests: Sequence[str]) -> int:
@@ -138,8 +243,12 @@ def place_images(dataset: Dataset, stage: Path, dests: Sequence[str]) -> int:
     placed = 0
     for i in progress(range(dataset.num_images), total=dataset.num_images, desc="images"):
         src = dataset.image_path(i)
-        if src.is_file():
-            link_or_copy(src, stage / dests[i])
+        if exists_file(src):
+            try:
+                link_or_copy(src, stage / dests[i])
+            except OSError as exc:
+                raise DatasetError(f"cannot copy the image to {dests[i]!r} ({exc.strerror}); "
+                                   "check free space and permissions", path=src) from exc
             placed += 1
     return placed
 
@@ -188,69 +297,6 @@ def split_of(dataset: Dataset) -> list[str]:
     return names
 
 
-@dataclass(frozen=True)
-class ConvertResult:
-    """What :func:`convert` did.
-
-    Attributes:
-        src_format: Format the source was read as.
-        dst_format: Format written.
-        out: The output folder.
-        images: Images written.
-        boxes: Boxes in the dataset.
-        classes: Classes in the dataset.
-    """
-
-    src_format: str
-    dst_format: str
-    out: Path
-    images: int
-    boxes: int
-    classes: int
-
-
-def _inside(child: Path, parent: Path) -> bool:
-    return child == parent or parent in child.parents
-
-
-def convert(src: str | Path, out: str | Path, *, to: str,
-            source_format: str | None = None) -> ConvertResult:
-    """Read the dataset at ``src`` and write it to ``out`` in format ``to``.
-
-    Args:
-        src: Source dataset (file or folder).
-        out: New output folder (must not exist, or be empty).
-        to: Output format name (a key of ``FORMATS``).
-        source_format: Source format; detected from ``src`` when None.
-
-    Returns:
-        A :class:`ConvertResult` summary.
-
-    Raises:
-        ConfigError: Unknown format, or ``out`` is ``src`` or lies inside it.
-        DatasetError: The source is unreadable or malformed.
-
-    Example:
-        >>> convert("voc_ds", "coco_ds", to="coco")  # doctest: +SKIP
-    """
-    from detforge.data.formats import get_format, read_dataset, write_dataset
-
-    src_p, out_p = Path(src).resolve(), Path(out).resolve()
-    get_format(to)
-    src_dir = src_p.parent if src_p.is_file() else src_p
-    if _inside(out_p, src_dir):
-        raise ConfigError(f"output {out} is the source or lies inside it ({src_dir}); "
-                          "write the converted dataset to a folder outside the source")
-    ds = read_dataset(src_p, source_format)
-    if ds.root is not None and _inside(out_p, ds.root.resolve()):
-        raise ConfigError(f"output {out} lies inside the source dataset root {ds.root}; "
-                          "write the converted dataset to a folder outside it")
-    write_dataset(ds, out_p, to)
-    return ConvertResult(src_format=str(ds.info.get("format", source_format)), dst_format=to,
-                         out=out_p, images=ds.num_images, boxes=int(ds.num_boxes),
-                         classes=len(ds.classes))
-
-
 def first_bad(values: Sequence[object], ok: type | tuple[type, ...]) -> int:
     """Index of the first value that is not an instance of ``ok`` (bools never count).
 
@@ -265,6 +311,44 @@ def first_bad(values: Sequence[object], ok: type | tuple[type, ...]) -> int:
         if isinstance(v, bool) or not isinstance(v, ok):
             return i
     return -1
+
+
+def clean_floats(values: NDArray[np.floating[Any]], digits: int = 12) -> NDArray[np.float64]:
+    """``values`` rounded to ``digits`` significant digits (float noise such as
+    ``29.999999999999996`` from a subtraction becomes ``30.0``); non-finite values and
+    values too small to scale are returned unchanged.
+
+    Args:
+        values: Any float array.
+        digits: Significant digits kept.
+
+    Returns:
+        A float64 array of the same shape.
+    """
+    v = np.asarray(values, np.float64)
+    out = v.copy()
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mag = np.floor(np.log10(np.abs(v)))
+        scale = 10.0 ** (digits - 1 - mag)
+        ok = np.isfinite(v) & (v != 0) & np.isfinite(scale) & (scale <= 1e22) & (scale >= 1)
+        out[ok] = np.round(v[ok] * scale[ok]) / scale[ok]
+    return out
+
+
+def float32_values(values: NDArray[Any]) -> list[float]:
+    """Float32 values as the Python floats their shortest text means (``0.37``, not
+    ``0.3700000047683716``), for JSON.
+
+    Args:
+        values: A float32 (or any float) array.
+
+    Returns:
+        A list of floats.
+    """
+    arr = np.asarray(values)
+    if arr.dtype == np.float32:
+        return [float(str(v)) for v in arr]
+    return [float(v) for v in arr.tolist()]
 
 
 def as_column(values: Sequence[object], kinds: str) -> np.ndarray | None:

@@ -2,7 +2,7 @@
 
 Layout read (``training/`` is optional) and written::
 
-    root/[training/]
+    root/[training/ | <split>/]
       image_2/<id>.<ext>
       label_2/<id>.txt          one object per line
       ImageSets/<split>.txt     optional: image ids of each split
@@ -29,8 +29,14 @@ Conventions:
 * Image sizes come from the image headers (0 x 0 when the image is missing or unreadable).
 * KITTI has no ``difficult`` or ``iscrowd`` flag (the devkit derives difficulty from box
   height, occlusion and truncation), so those flags are not written.
-* Splits follow ``ImageSets/<split>.txt`` (see :func:`detforge.data.formats.voc.read_image_sets`).
-  ``testing/`` (images without labels) is not read.
+* Splits follow ``ImageSets/<split>.txt`` (see
+  :func:`detforge.data.formats._folders.read_image_sets`). A dataset with one folder per
+  split (``train/label_2``, ``val/label_2``..., as Datumaro exports KITTI) takes each
+  folder's name as the split (``training`` -> train, ``default`` -> unsplit); a lone
+  ``training/`` folder is the unsplit KITTI layout. ``testing/`` without ``label_2`` (the
+  official test images, which have no labels) is not read.
+* The writer writes one flat ``label_2`` with ``ImageSets``; it cannot hold crowd regions,
+  ``difficult`` or COCO's pass-through values (a loss unless allowed: ``--allow-loss``).
 """
 
 from __future__ import annotations
@@ -43,8 +49,16 @@ from numpy.typing import NDArray
 
 from detforge.core.errors import DatasetError
 from detforge.data.dataset import UNSET_SPLIT, BoxTable, Dataset, ImageTable
-from detforge.data.formats._common import place_images, progress, read_text, staged_output
-from detforge.data.formats.voc import (
+from detforge.data.formats._common import (
+    bad_text,
+    exists_dir,
+    normalise_split,
+    place_images,
+    progress,
+    read_text,
+    staged_output,
+)
+from detforge.data.formats._folders import (
     ImageIndex,
     class_order,
     fmt_num,
@@ -54,6 +68,8 @@ from detforge.data.formats.voc import (
     write_image_sets,
     write_labels_txt,
 )
+from detforge.data.formats._plan import Holds, plan_boxes
+from detforge.data.formats.policy import WriteOptions, WriteSummary
 
 __all__ = ["DONTCARE", "FIELDS", "detect", "read", "write"]
 
@@ -70,15 +86,26 @@ _DEFAULTS: dict[str, tuple[float, ...]] = {
     "location": (-1000.0, -1000.0, -1000.0), "rotation_y": (-10.0,)}
 
 
-def _base(path: Path) -> Path:
-    """The folder holding ``label_2/``: ``path`` or ``path/training``."""
-    if not (path / "label_2").is_dir() and (path / "training" / "label_2").is_dir():
-        return path / "training"
-    return path
+HOLDS = Holds(classless_ignore=True, flags=frozenset({"truncated", "occluded"}),
+              extras=frozenset({*_DEFAULTS, "score"}))
+_FOLDER_SPLITS = {"training": "train", "testing": "test"}
+
+
+def _bases(path: Path) -> list[tuple[Path, str]]:
+    """The folders holding ``label_2/`` and the split each one stands for."""
+    if exists_dir(path / "label_2"):
+        return [(path, UNSET_SPLIT)]
+    try:
+        subs = sorted(d for d in path.iterdir() if exists_dir(d / "label_2"))
+    except OSError:
+        return []
+    if [d.name for d in subs] == ["training"]:
+        return [(subs[0], UNSET_SPLIT)]
+    return [(d, _FOLDER_SPLITS.get(d.name, normalise_split(d.name))) for d in subs]
 
 
 def detect(path: Path) -> bool:
-    """True when ``path`` holds ``label_2/`` (or ``training/label_2/``).
+    """True when ``path`` holds ``label_2/``, ``training/label_2/`` or ``<split>/label_2/``.
 
     Args:
         path: Candidate dataset root.
@@ -87,7 +114,7 @@ def detect(path: Path) -> bool:
         Whether ``path`` looks like a KITTI object dataset.
     """
     path = Path(path)
-    return path.is_dir() and (_base(path) / "label_2").is_dir()
+    return path.is_dir() and bool(_bases(path))
 
 
 class _Columns:
@@ -107,6 +134,8 @@ def _parse_line(fields: list[str], path: Path, line: int) -> tuple[str, float, i
     if len(fields) not in (15, 16):
         raise DatasetError(f"{len(fields)} fields, expected 15 or 16: {_EXPECTED}",
                            path=path, line=line)
+    if (why := bad_text(fields[0])) is not None:
+        raise DatasetError(f"type {fields[0][:40]!r} {why}; fix the line", path=path, line=line)
     names = (*FIELDS, "score")
     values: list[float] = []
     for k in range(1, len(fields)):
@@ -166,11 +195,47 @@ def read(path: Path) -> Dataset:
         >>> ds = read(Path("kitti"))  # doctest: +SKIP
     """
     path = Path(path)
-    base = _base(path)
-    labels = base / "label_2"
-    if not labels.is_dir():
+    bases = _bases(path)
+    if not bases:
         raise DatasetError("no label_2/ folder; a KITTI dataset has image_2/ and label_2/ "
-                           "(optionally under training/)", path=path)
+                           "(optionally under training/ or one folder per split)", path=path)
+    files: list[str] = []
+    sizes: list[tuple[int, int]] = []
+    splits: list[str] = []
+    label_files: list[str] = []
+    cols = _Columns()
+    info: dict[str, Any] = {"format": "kitti", "name": path.name}
+    for base, folder_split in bases:
+        _read_base(path, base, folder_split, (files, sizes, splits, label_files), cols, info)
+
+    ignore = np.asarray([n.lower() == DONTCARE.lower() for n in cols.names], bool)
+    base0 = bases[0][0]
+    classes, class_id, _ = class_order(
+        base0 / "labels.txt" if (base0 / "labels.txt").is_file() else path / "labels.txt",
+        [n for n, ig in zip(cols.names, ignore, strict=True) if not ig])
+    ids_all = np.full(len(cols.names), -1, np.int32)
+    ids_all[~ignore] = class_id
+    nums = np.asarray(cols.nums, np.float64).reshape(-1, 13)
+    extra: dict[str, NDArray[Any]] = {
+        "alpha": nums[:, 0], "dimensions": nums[:, 5:8], "location": nums[:, 8:11],
+        "rotation_y": nums[:, 11]}
+    if cols.has_score:
+        extra["score"] = nums[:, 12]
+    table = ImageTable.build(files, [w for w, _ in sizes], [h for _, h in sizes],
+                             split=splits, label_file=label_files)
+    with np.errstate(over="ignore"):  # a truncated beyond float32 is kept as inf
+        boxes = BoxTable.build(cols.image, nums[:, 1:5], ids_all, truncated=cols.truncated,
+                               occluded=cols.occluded, ignore=ignore, line=cols.line,
+                               extra=extra)
+    return Dataset(classes, table, boxes, root=path, info=info)
+
+
+def _read_base(path: Path, base: Path, folder_split: str,
+               out: tuple[list[str], list[tuple[int, int]], list[str], list[str]],
+               cols: _Columns, info: dict[str, Any]) -> None:
+    """Read the images and labels of one folder holding ``label_2/``."""
+    files, sizes, splits, label_files = out
+    labels = base / "label_2"
     prefix = base.relative_to(path).as_posix()
     prefix = "" if prefix == "." else f"{prefix}/"
     label_ids = {p.relative_to(labels).with_suffix("").as_posix(): p
@@ -181,43 +246,19 @@ def read(path: Path) -> Dataset:
     dangling = [(s, i) for s, i in listed if i not in label_ids and not images.find_stem(i)]
     gone = {i for _, i in dangling}
     ids = sorted(set(label_ids) | {i for _, i in listed if i not in gone})
-
-    files: list[str] = []
-    sizes: list[tuple[int, int]] = []
-    cols = _Columns()
+    offset = len(files)
     for n, ident in enumerate(progress(ids, total=len(ids), desc="kitti labels")):
         rel = images.find_stem(ident) or f"{ident}.png"
         files.append(f"{prefix}image_2/{rel}")
         sizes.append(_size(images, rel))
+        splits.append(split_of.get(ident, folder_split))
+        label_files.append(f"{prefix}label_2/{ident}.txt" if ident in label_ids else "")
         if ident in label_ids:
-            _read_labels(label_ids[ident], n, cols)
-
-    ignore = np.asarray([n.lower() == DONTCARE.lower() for n in cols.names], bool)
-    classes, class_id = class_order(
-        base / "labels.txt" if (base / "labels.txt").is_file() else path / "labels.txt",
-        [n for n, ig in zip(cols.names, ignore, strict=True) if not ig])
-    ids_all = np.full(len(cols.names), -1, np.int32)
-    ids_all[~ignore] = class_id
-    nums = np.asarray(cols.nums, np.float64).reshape(-1, 13)
-    extra: dict[str, NDArray[Any]] = {
-        "alpha": nums[:, 0], "dimensions": nums[:, 5:8], "location": nums[:, 8:11],
-        "rotation_y": nums[:, 11]}
-    if cols.has_score:
-        extra["score"] = nums[:, 12]
-    table = ImageTable.build(
-        files, [w for w, _ in sizes], [h for _, h in sizes],
-        split=[split_of.get(i, UNSET_SPLIT) for i in ids],
-        label_file=[f"{prefix}label_2/{i}.txt" if i in label_ids else "" for i in ids])
-    with np.errstate(over="ignore"):  # a truncated beyond float32 is kept as inf
-        boxes = BoxTable.build(cols.image, nums[:, 1:5], ids_all, truncated=cols.truncated,
-                               occluded=cols.occluded, ignore=ignore, line=cols.line,
-                               extra=extra)
-    info: dict[str, Any] = {"format": "kitti", "name": path.name}
+            _read_labels(label_ids[ident], offset + n, cols)
     if conflicts:
-        info["split_conflicts"] = conflicts
+        info.setdefault("split_conflicts", []).extend(conflicts)
     if dangling:
-        info["dangling_split_ids"] = dangling
-    return Dataset(classes, table, boxes, root=path, info=info)
+        info.setdefault("dangling_split_ids", []).extend(dangling)
 
 
 def _extra(boxes: BoxTable, name: str) -> NDArray[np.float64]:
@@ -242,8 +283,8 @@ def _type_names(dataset: Dataset) -> list[str]:
     return list(dataset.classes.names)
 
 
-def _lines(dataset: Dataset) -> list[str]:
-    """One KITTI label line per box, in box order."""
+def _lines(dataset: Dataset, keep: NDArray[np.bool_]) -> list[str]:
+    """One KITTI label line per box written (``""`` for the others), in box order."""
     b = dataset.boxes
     names = _type_names(dataset)
     cols = {n: _extra(b, n) for n in _DEFAULTS}
@@ -252,18 +293,13 @@ def _lines(dataset: Dataset) -> list[str]:
     score = b.extra.get("score")
     scores = [None] * len(b) if score is None else np.asarray(score, np.float64).tolist()
     out: list[str] = []
-    for r, (c, ignore, tr, occ, row, sc) in enumerate(zip(
-            b.class_id.tolist(), b.ignore.tolist(), b.truncated, b.occluded.tolist(), nums,
-            scores, strict=True)):
-        if ignore:
-            kind = DONTCARE
-        elif 0 <= c < len(names):
-            kind = names[c]
-        else:
-            img = dataset.images.file[int(b.image_index[r])]
-            raise DatasetError(f"box with class id {c} in image {img!r} is not one of the "
-                               f"{len(names)} classes; fix it (detforge data validate --fix) "
-                               "first")
+    for c, kept, ignore, tr, occ, row, sc in zip(
+            b.class_id.tolist(), keep.tolist(), b.ignore.tolist(), b.truncated,
+            b.occluded.tolist(), nums, scores, strict=True):
+        if not kept:
+            out.append("")
+            continue
+        kind = DONTCARE if ignore else names[c]
         text = " ".join([kind, fmt_num(tr), str(occ), *(fmt_num(v) for v in row)])
         if sc is not None and np.isfinite(sc):
             text += " " + fmt_num(sc)
@@ -271,7 +307,7 @@ def _lines(dataset: Dataset) -> list[str]:
     return out
 
 
-def write(dataset: Dataset, out: Path) -> None:
+def write(dataset: Dataset, out: Path, *, options: WriteOptions | None = None) -> WriteSummary:
     """Write ``dataset`` in the KITTI object layout under ``out``.
 
     Writes ``label_2/<id>.txt`` (one per image, empty images included; ignore regions as
@@ -282,24 +318,33 @@ def write(dataset: Dataset, out: Path) -> None:
         dataset: The dataset to write.
         out: New output folder (must not exist, or be empty); it appears only once
             everything was written.
+        options: Losses allowed (see the module docstring).
+
+    Returns:
+        What was written and left out.
 
     Raises:
         ConfigError: ``out`` exists and is not empty.
         DatasetError: A class name is not a single word (or is ``DontCare``), two images
-            map to the same id, or a box has a class id outside the class list.
+            map to the same id, or data would be lost that ``options`` does not allow.
 
     Example:
         >>> write(ds, Path("out/kitti"))  # doctest: +SKIP
     """
     ids = output_ids(dataset)
-    lines = _lines(dataset)
+    keep, ledger = plan_boxes(dataset, "kitti", HOLDS, options or WriteOptions())
+    ledger.check()
+    lines = _lines(dataset, keep)
     per_image = dataset.boxes_per_image()
+    summary = WriteSummary("kitti", images=dataset.num_images, boxes=int(keep.sum()))
     with staged_output(Path(out)) as stage:
         write_labels_txt(stage / "labels.txt", dataset.classes.names)
         for i in progress(range(dataset.num_images), total=dataset.num_images,
                           desc="kitti labels"):
-            text = "".join(f"{lines[r]}\n" for r in per_image[i])
+            text = "".join(f"{lines[r]}\n" for r in per_image[i] if keep[r])
             put_text(stage / "label_2" / f"{ids[i][0]}.txt", text)
         write_image_sets(stage / "ImageSets", [ident for ident, _ in ids],
                          dataset.images.split.tolist())
-        place_images(dataset, stage, [f"image_2/{key}" for _, key in ids])
+        summary.image_files = place_images(dataset, stage,
+                                           [f"image_2/{key}" for _, key in ids])
+    return ledger.summary(summary)

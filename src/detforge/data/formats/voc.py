@@ -14,25 +14,30 @@ Conventions:
   pixel indices, but most tools (and detforge's other formats) read ``xmin..xmax`` as plain
   pixel coordinates, so detforge neither adds nor subtracts 1: a VOC -> VOC round trip is
   lossless and float coordinates stay floats.
-* Class order comes from ``labels.txt`` when present (names found in the XML but missing from
-  it are appended, sorted); otherwise classes are the names found, sorted.
+* Class order comes from ``labels.txt`` when present, else from a CVAT/Datumaro
+  ``labelmap.txt`` (its classes, unused ones included, in file order; ``background`` is
+  not a class), names found in the XML but not listed appended, sorted; otherwise classes
+  are the names found, sorted. The labelmap's entries are kept (``info["voc_labelmap"]``)
+  and written back as ``labelmap.txt`` by the VOC writer.
 * A missing or zero ``<size>`` is read from the image header; when the image is missing too,
   width = height = 0 (``validate`` reports it).
 * The image is found from ``<filename>``, falling back to the XML's own name when the two
   differ or ``<filename>`` lacks an extension; ``<path>`` and ``<folder>`` are ignored.
 * ``difficult``, ``truncated`` and ``occluded`` are kept. Ignore regions (KITTI ``DontCare``)
-  have no VOC equivalent and are **not written**; neither are ``iscrowd`` and ``group``.
+  and crowd regions have no VOC equivalent: the writer refuses them unless the loss is
+  allowed (``--allow-loss ignore,crowd``), then skips and counts them.
 * Split files are read in the order train, val, test, other names, then ``trainval`` (which
-  only fills images listed in no other split). An image listed in two splits keeps the first
-  and is recorded in ``Dataset.info["split_conflicts"]``; ids listed in a split file that have
-  neither an XML nor an image are recorded in ``Dataset.info["dangling_split_ids"]``.
+  only fills images listed in no other split); ``#`` lines are comments. An image listed
+  in two splits keeps the first and is recorded in ``Dataset.info["split_conflicts"]``;
+  ids listed in a split file that have neither an XML nor an image are recorded in
+  ``Dataset.info["dangling_split_ids"]``.
 
-The ImageSets and number helpers here are shared with the KITTI module, which uses the
-same split-file convention.
+The split-file, class-list and number helpers live in :mod:`._folders`, shared with KITTI.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -43,225 +48,34 @@ from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 from numpy.typing import NDArray
 
-from detforge.core.classes import ClassMap
 from detforge.core.errors import DatasetError
 from detforge.data.dataset import UNSET_SPLIT, BoxTable, Dataset, ImageTable
 from detforge.data.formats._common import (
-    destination_keys,
-    normalise_split,
+    exists_file,
+    known_sizes,
     place_images,
     progress,
-    read_text,
     staged_output,
 )
-from detforge.data.images import IMAGE_EXTENSIONS, image_size, list_images
+from detforge.data.formats._folders import (
+    ImageIndex,
+    class_order,
+    fmt_num,
+    output_ids,
+    put_text,
+    read_image_sets,
+    write_image_sets,
+    write_labelmap,
+    write_labels_txt,
+)
+from detforge.data.formats._plan import Holds, plan_boxes
+from detforge.data.formats.policy import WriteOptions, WriteSummary
 
-__all__ = ["ImageIndex", "class_order", "detect", "fmt_num", "output_ids", "put_text", "read",
-           "read_image_sets", "write", "write_image_sets", "write_labels_txt"]
+__all__ = ["detect", "read", "write"]
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
-
-# --- layout helpers shared with the KITTI module ----------------------------------------
-
-_SPLIT_PRIORITY = ("train", "val", "test")
-_PER_CLASS_SUFFIXES = ("_train", "_val", "_trainval", "_test")
-
-
-def put_text(path: Path, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` inside a staging folder, creating parent folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-
-
-def fmt_num(value: float | np.floating[Any]) -> str:
-    """Shortest text that reads back to exactly ``value`` (integers without decimals).
-
-    A float32 value is written with float32 precision (``0.3``, not ``0.30000001``).
-
-    Args:
-        value: A Python float or numpy scalar.
-
-    Returns:
-        The number as text, never in scientific notation.
-    """
-    if not isinstance(value, np.floating) or isinstance(value, np.float64):
-        v = float(value)
-        if v.is_integer() and abs(v) < 1e15:
-            return str(int(v))
-        text = repr(v)
-        if "e" not in text and "n" not in text:  # not scientific, inf or nan
-            return text
-    return np.format_float_positional(value, unique=True, trim="-")
-
-
-class ImageIndex:
-    """The image files under one folder, looked up by relative path or by path without suffix.
-
-    Args:
-        folder: The image folder (``JPEGImages/``, ``image_2/``); it may be missing.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        rels = [p.relative_to(folder).as_posix() for p in list_images(folder)]
-        self._rels = set(rels)
-        self._stems: dict[str, str] = {}
-        for rel in rels:
-            self._stems.setdefault(rel.rsplit(".", 1)[0], rel)
-
-    def find(self, rel: str) -> str | None:
-        """``rel`` when that file exists, else None."""
-        return rel if rel in self._rels else None
-
-    def find_stem(self, rel: str) -> str | None:
-        """The image whose path without suffix is ``rel`` (an image suffix is dropped first)."""
-        p = PurePosixPath(rel)
-        stem = str(p.with_suffix("")) if p.suffix.lower() in IMAGE_EXTENSIONS else rel
-        return self._stems.get(stem)
-
-    def size(self, rel: str) -> tuple[int, int]:
-        """(width, height) of image ``rel`` from its header."""
-        return image_size(self.folder / rel)
-
-
-def read_image_sets(folder: Path) -> tuple[dict[str, str], list[str], list[tuple[str, str]]]:
-    """Split membership from ``<split>.txt`` files (``<class>_<split>.txt`` are skipped).
-
-    Args:
-        folder: ``ImageSets/Main`` (VOC) or ``ImageSets`` (KITTI); it may be missing.
-
-    Returns:
-        ``(split of each id, ids listed in two splits, every (split, id) listed)``. Files are
-        taken in the order train, val, test, other names, then trainval, and the first
-        split listing an id wins.
-    """
-    if not folder.is_dir():
-        return {}, [], []
-    files = {normalise_split(p.stem): p for p in sorted(folder.glob("*.txt"))
-             if not p.stem.endswith(_PER_CLASS_SUFFIXES)}
-    order = ([s for s in _SPLIT_PRIORITY if s in files]
-             + sorted(set(files) - {*_SPLIT_PRIORITY, "trainval"})
-             + (["trainval"] if "trainval" in files else []))
-    split_of: dict[str, str] = {}
-    conflicts: list[str] = []
-    listed: list[tuple[str, str]] = []
-    for split in order:
-        for raw in read_text(files[split]).splitlines():
-            ident = raw.strip()
-            parts = ident.split()
-            if len(parts) == 2 and parts[1] in ("1", "0", "-1"):
-                ident = parts[0]
-            if not ident:
-                continue
-            listed.append((split, ident))
-            if ident not in split_of:
-                split_of[ident] = split
-            elif split != "trainval" and split_of[ident] != split:
-                conflicts.append(f"{ident} in {split_of[ident]} and {split}")
-    return split_of, conflicts, listed
-
-
-def write_image_sets(folder: Path, ids: list[str], splits: list[str]) -> None:
-    """Write ``<split>.txt`` per split (and ``trainval.txt`` when train and val exist).
-
-    Nothing is written when no image has a split.
-
-    Args:
-        folder: Where the split files go.
-        ids: The id of every image.
-        splits: The split of every image.
-    """
-    by_split: dict[str, list[str]] = {}
-    for ident, split in zip(ids, splits, strict=True):
-        if split != UNSET_SPLIT:
-            by_split.setdefault(split, []).append(ident)
-    if "train" in by_split and "val" in by_split and "trainval" not in by_split:
-        by_split["trainval"] = [i for i, s in zip(ids, splits, strict=True)
-                                if s in ("train", "val")]
-    for split, members in by_split.items():
-        put_text(folder / f"{split}.txt", "".join(f"{m}\n" for m in members))
-
-
-def class_order(labels_txt: Path, names: list[str]) -> tuple[ClassMap, NDArray[np.int32]]:
-    """Classes from ``labels_txt`` (names found but not listed appended, sorted), else sorted.
-
-    Args:
-        labels_txt: Optional class list, one name per line.
-        names: The class name of every box, in box order.
-
-    Returns:
-        The class map and the class id of every box.
-
-    Raises:
-        DatasetError: ``labels_txt`` repeats a name.
-    """
-    listed: list[str] = []
-    if labels_txt.is_file():
-        listed = [s.strip() for s in read_text(labels_txt).splitlines()]
-        listed = [s for s in listed if s]
-        if len(set(listed)) != len(listed):
-            dupes = sorted({s for s in listed if listed.count(s) > 1})
-            raise DatasetError(f"class names repeated: {dupes}; list each class once",
-                               path=labels_txt)
-    known = set(listed)
-    ordered = listed + sorted({n for n in names if n not in known})
-    index = {n: k for k, n in enumerate(ordered)}
-    return ClassMap.from_names(ordered), np.asarray([index[n] for n in names], np.int32)
-
-
-def write_labels_txt(path: Path, names: tuple[str, ...]) -> None:
-    """Write the class list, one name per line.
-
-    Args:
-        path: The ``labels.txt`` to write.
-        names: Class names in order.
-
-    Raises:
-        DatasetError: A name is empty or holds a line break.
-    """
-    for n in names:
-        if not n.strip() or "\n" in n or "\r" in n:
-            raise DatasetError(f"class name {n!r} cannot be written to labels.txt (empty or "
-                               "holds a line break); rename the class", path=path)
-    put_text(path, "".join(f"{n}\n" for n in names))
-
-
-def output_ids(dataset: Dataset) -> list[tuple[str, str]]:
-    """(id, image key) of every image, the id being the key without its suffix.
-
-    Keys that repeat across splits are placed under ``<split>/``.
-
-    Args:
-        dataset: The dataset being written.
-
-    Returns:
-        One ``(id, key)`` per image row; the image goes to ``<image dir>/<key>``.
-
-    Raises:
-        DatasetError: Two images still share an id (e.g. ``a.jpg`` and ``a.png``).
-    """
-    keys = destination_keys(dataset)
-    stems = [str(PurePosixPath(k).with_suffix("")) for k in keys]
-    seen: dict[str, int] = {}
-    for s in stems:
-        seen[s] = seen.get(s, 0) + 1
-    splits = dataset.images.split.tolist()
-    result: list[tuple[str, str]] = []
-    for k, s, split in zip(keys, stems, splits, strict=True):
-        if seen[s] > 1 and split != UNSET_SPLIT:
-            k, s = f"{split}/{k}", f"{split}/{s}"
-        result.append((s, k))
-    owner: dict[str, str] = {}
-    for (s, _), f in zip(result, dataset.images.file, strict=True):
-        if s in owner:
-            raise DatasetError(f"images {owner[s]!r} and {f!r} would both be written as "
-                               f"{s!r}; rename one of them")
-        owner[s] = str(f)
-    return result
-
-
-# --- VOC --------------------------------------------------------------------------------
+HOLDS = Holds(flags=frozenset({"difficult", "truncated", "occluded"}),
+              metadata=frozenset({"voc_labelmap"}))
 
 
 def detect(path: Path) -> bool:
@@ -297,10 +111,15 @@ def _parse_xml(path: Path) -> ET.Element:
     except ET.ParseError as exc:
         raise DatasetError(f"malformed XML ({exc}); fix the file or remove it", path=path) from exc
     except DefusedXmlException as exc:
-        raise DatasetError(f"XML refused for safety ({exc!r}); remove entity/DTD declarations",
-                           path=path) from exc
+        raise DatasetError(f"XML refused for safety ({type(exc).__name__}); remove "
+                           "entity/DTD declarations", path=path) from exc
+    except (LookupError, ValueError, UnicodeError) as exc:  # encoding="bogus" and the like
+        raise DatasetError(f"XML cannot be decoded ({type(exc).__name__}: "
+                           f"{str(exc)[:80]}); save it as UTF-8", path=path) from exc
+    except RecursionError as exc:
+        raise DatasetError("XML nested too deeply; fix the file", path=path) from exc
     except OSError as exc:
-        raise DatasetError(f"cannot read the file ({exc})", path=path) from exc
+        raise DatasetError(f"cannot read the file ({exc.strerror})", path=path) from exc
     if root.tag != "annotation":
         raise DatasetError(f"root element is <{root.tag}>, expected <annotation>; "
                            "is this a Pascal VOC file?", path=path)
@@ -427,7 +246,8 @@ def read(path: Path) -> Dataset:
         if root is not None and xml is not None:
             _read_objects(root, xml, n, boxes)
 
-    classes, class_id = class_order(path / "labels.txt", boxes.names)
+    classes, class_id, labelmap = class_order(path / "labels.txt", boxes.names,
+                                              path / "labelmap.txt")
     table = ImageTable.build(
         files, [w for w, _ in sizes], [h for _, h in sizes],
         split=[split_of.get(i, UNSET_SPLIT) for i in ids],
@@ -437,6 +257,8 @@ def read(path: Path) -> Dataset:
             boxes.image, np.asarray(boxes.xyxy, np.float64).reshape(-1, 4), class_id,
             difficult=boxes.difficult, truncated=boxes.truncated, occluded=boxes.occluded)
     info: dict[str, Any] = {"format": "voc", "name": path.name}
+    if labelmap:
+        info["voc_labelmap"] = labelmap
     if conflicts:
         info["split_conflicts"] = conflicts
     if dangling:
@@ -470,22 +292,28 @@ _OBJECT = """  <object>
 """
 
 
-def _objects(ds: Dataset) -> list[str]:
-    """The ``<object>`` element of every box (empty for ignore regions), in box order."""
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(value: str, what: str) -> str:
+    """``value`` escaped for XML; refused when XML 1.0 cannot hold one of its characters."""
+    if _XML_BAD.search(value):
+        raise DatasetError(f"{what} {value[:60]!r} holds a character XML cannot store (a "
+                           "control character); rename it")
+    return escape(value)
+
+
+def _objects(ds: Dataset, keep: NDArray[np.bool_]) -> list[str]:
+    """The ``<object>`` element of every box (empty for boxes not written), in box order."""
     b = ds.boxes
-    names = [escape(n) for n in ds.classes.names]
+    names = [_xml_text(n, "class name") for n in ds.classes.names]
     out: list[str] = []
-    for r, (c, ignore, xyxy, tr, diff, occ) in enumerate(zip(
-            b.class_id.tolist(), b.ignore.tolist(), b.xyxy.tolist(), b.truncated,
-            b.difficult.tolist(), b.occluded.tolist(), strict=True)):
-        if ignore:
+    for c, kept, xyxy, tr, diff, occ in zip(
+            b.class_id.tolist(), keep.tolist(), b.xyxy.tolist(), b.truncated,
+            b.difficult.tolist(), b.occluded.tolist(), strict=True):
+        if not kept:
             out.append("")
             continue
-        if not 0 <= c < len(names):
-            img = ds.images.file[int(b.image_index[r])]
-            raise DatasetError(
-                f"box with class id {c} in image {img!r} is not one of the {len(names)} "
-                "classes; fix it (detforge data validate --fix) first")
         x1, y1, x2, y2 = (fmt_num(v) for v in xyxy)
         out.append(_OBJECT.format(name=names[c], truncated=fmt_num(tr), difficult=int(diff),
                                   occluded=occ, x1=x1, y1=y1, x2=x2, y2=y2))
@@ -493,52 +321,66 @@ def _objects(ds: Dataset) -> list[str]:
 
 
 def _depth(src: Path | None) -> int:
-    if src is None or not src.is_file():
+    if src is None or not exists_file(src):
         return 3
     from PIL import Image
 
     try:
         with Image.open(src) as im:
             return len(im.getbands())
-    except OSError:
+    except (OSError, ValueError, Image.DecompressionBombError):
         return 3
 
 
-def write(dataset: Dataset, out: Path) -> None:
+def write(dataset: Dataset, out: Path, *, options: WriteOptions | None = None) -> WriteSummary:
     """Write ``dataset`` as Pascal VOC under ``out``.
 
     Writes ``Annotations/<id>.xml`` (one per image, empty images included),
     ``JPEGImages/<key>`` (hard link or copy of each existing source image),
-    ``ImageSets/Main/<split>.txt`` (plus ``trainval.txt`` when train and val exist) and
-    ``labels.txt``. Ignore regions are skipped: VOC has none.
+    ``ImageSets/Main/<split>.txt`` (plus ``trainval.txt`` when train and val exist),
+    ``labels.txt``, and ``labelmap.txt`` when the source had one. An unknown image size
+    is read from the image file when there is one (else written as 0).
 
     Args:
         dataset: The dataset to write.
         out: New output folder (must not exist, or be empty); it appears only once
             everything was written.
+        options: Losses allowed (VOC cannot hold crowd or ignore regions, KITTI's 3-D
+            fields or COCO's pass-through values).
+
+    Returns:
+        What was written and left out.
 
     Raises:
         ConfigError: ``out`` exists and is not empty.
-        DatasetError: Two images map to the same id, a class name cannot be written, or a
-            box has a class id outside the class list.
+        DatasetError: Two images map to the same id, a name cannot be written, or data
+            would be lost that ``options`` does not allow.
 
     Example:
         >>> write(ds, Path("out/voc"))  # doctest: +SKIP
     """
     ids = output_ids(dataset)
-    objects = _objects(dataset)
+    keep, ledger = plan_boxes(dataset, "voc", HOLDS, options or WriteOptions())
+    ledger.check()
+    objects = _objects(dataset, keep)
     per_image = dataset.boxes_per_image()
-    widths, heights = dataset.images.width.tolist(), dataset.images.height.tolist()
+    widths, heights = known_sizes(dataset, np.ones(dataset.num_images, bool))
+    summary = WriteSummary("voc", images=dataset.num_images, boxes=int(keep.sum()))
     with staged_output(Path(out)) as stage:
         write_labels_txt(stage / "labels.txt", dataset.classes.names)
+        if dataset.info.get("voc_labelmap"):
+            write_labelmap(stage / "labelmap.txt", dataset.classes.names,
+                           dataset.info["voc_labelmap"])
         for i in progress(range(dataset.num_images), total=dataset.num_images,
                           desc="voc annotations"):
             ident, key = ids[i]
             depth = _depth(dataset.image_path(i) if dataset.root is not None else None)
-            head = _HEAD.format(filename=escape(PurePosixPath(key).name), width=widths[i],
-                                height=heights[i], depth=depth)
+            head = _HEAD.format(filename=_xml_text(PurePosixPath(key).name, "file name"),
+                                width=int(widths[i]), height=int(heights[i]), depth=depth)
             body = "".join(objects[r] for r in per_image[i].tolist())
             put_text(stage / "Annotations" / f"{ident}.xml", f"{head}{body}</annotation>\n")
         write_image_sets(stage / "ImageSets" / "Main", [ident for ident, _ in ids],
                          dataset.images.split.tolist())
-        place_images(dataset, stage, [f"JPEGImages/{key}" for _, key in ids])
+        summary.image_files = place_images(dataset, stage,
+                                           [f"JPEGImages/{key}" for _, key in ids])
+    return ledger.summary(summary)

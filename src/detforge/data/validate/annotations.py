@@ -3,8 +3,9 @@
 Each box gets at most one of the "drop" verdicts, in this order: non-finite coordinates,
 unknown class id, width or height under one pixel, (almost) wholly outside the image.
 Boxes that survive may be partly outside the image (clipped by ``--fix``), a duplicate of
-another box of the same class in the same image (IoU above a threshold; dropped), or far
-from their class's size distribution (reported only).
+another box of the same class in the same image (IoU above a threshold, found in
+O(n log n) by :mod:`.box_duplicates`; dropped), or far from their class's size
+distribution (reported only). Messages about a COCO box name its annotation id and image.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detforge.data.dataset import Dataset
-from detforge.data.validate.report import Finding, box_location
+from detforge.data.validate.box_duplicates import duplicate_pairs
+from detforge.data.validate.report import Finding, box_label, box_location, other_box
 
 __all__ = ["DUPLICATE_IOU", "MIN_BOX_SIZE", "SIZE_OUTLIER_Z", "box_findings",
-           "duplicate_pairs"]
+           "duplicate_pairs"]  # duplicate_pairs: re-exported from .box_duplicates
 
 MIN_BOX_SIZE = 1.0
 """Boxes narrower or lower than this many pixels are dropped."""
@@ -50,6 +52,12 @@ def box_findings(ds: Dataset, width: NDArray[np.integer], height: NDArray[np.int
     Returns:
         Findings with ``box_index`` set, in box order within each check.
     """
+    with np.errstate(over="ignore", invalid="ignore"):  # huge coordinates: inf, reported
+        return _box_findings(ds, width, height)
+
+
+def _box_findings(ds: Dataset, width: NDArray[np.integer], height: NDArray[np.integer],
+                  ) -> list[Finding]:
     b = ds.boxes
     if len(b) == 0:
         return []
@@ -80,7 +88,8 @@ def box_findings(ds: Dataset, width: NDArray[np.integer], height: NDArray[np.int
     def add(mask: BoolArray, severity: str, check: str, message: str, fix: str) -> None:
         for i in np.flatnonzero(mask).tolist():
             file, line = box_location(ds, i)
-            ctx = {"box": _fmt_box(xyxy[i]), "w": float(w[i]), "h": float(h[i]),
+            ctx = {"ref": box_label(ds, i), "box": _fmt_box(xyxy[i]),
+                   "w": float(w[i]), "h": float(h[i]),
                    "cls": int(b.class_id[i]), "k": k, "iw": int(img_w[i]), "ih": int(img_h[i]),
                    "image": ds.images.file[int(b.image_index[i])]}
             out.append(Finding(severity, check, file, line,  # type: ignore[arg-type]
@@ -88,109 +97,38 @@ def box_findings(ds: Dataset, width: NDArray[np.integer], height: NDArray[np.int
                                image_index=int(b.image_index[i]), box_index=i))
 
     add(not_finite, "error", "box_not_finite",
-        "box {box} of image {image} has NaN or infinite coordinates",
+        "{ref}box {box} of image {image} has NaN or infinite coordinates",
         "re-label the box or delete it (--fix drops it)")
     add(unknown, "error", "unknown_class",
-        "box {box} has class id {cls}, but only {k} classes are defined (ids 0..{k}-1)",
+        "{ref}box {box} has class id {cls}, but only {k} classes are defined (ids 0..{k}-1)",
         "add the class to the class list or correct the id (--fix drops the box)")
     add(too_small, "error", "box_too_small",
-        "box {box} is {w:.3g} x {h:.3g} px; width and height must be at least 1 px",
+        "{ref}box {box} is {w:.3g} x {h:.3g} px; width and height must be at least 1 px",
         "re-draw the box or delete it (--fix drops it)")
     add(outside, "error", "box_outside_image",
-        "box {box} lies (almost) wholly outside the {iw}x{ih} image",
+        "{ref}box {box} lies (almost) wholly outside the {iw}x{ih} image",
         "check the image size and the coordinate format (--fix drops the box)")
     add(partly, "warning", "box_partly_outside",
-        "box {box} extends outside the {iw}x{ih} image",
+        "{ref}box {box} extends outside the {iw}x{ih} image",
         "clip it to the image (--fix clips it to [0, {iw}] x [0, {ih}])")
     out.extend(_duplicate_findings(ds, ok & ~b.ignore))
     out.extend(_size_outlier_findings(ds, ok & ~b.ignore, w * h))
     return out
 
 
-def _pair_iou(a: FloatArray, b: FloatArray) -> FloatArray:
-    """Element-wise IoU of two ``[N, 4]`` xyxy arrays."""
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-             + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
-def duplicate_pairs(image_index: NDArray[np.integer], class_id: NDArray[np.integer],
-                    xyxy: FloatArray, *, iou: float = DUPLICATE_IOU,
-                    ) -> tuple[NDArray[np.intp], NDArray[np.intp], FloatArray]:
-    """Pairs of boxes in the same image and class whose IoU exceeds ``iou``.
-
-    Boxes are sorted by (image, class, x1) and each box is compared only with the next
-    ones of its group whose x1 is close enough for the IoU to exceed ``iou``: for
-    ``x1_b >= x1_a``, ``IoU <= (w_a - (x1_b - x1_a)) / w_a``. The work is linear in the
-    number of boxes for ordinary data.
-
-    Args:
-        image_index: ``[M]`` image of each box.
-        class_id: ``[M]`` class of each box.
-        xyxy: ``[M, 4]`` finite boxes with positive width and height.
-        iou: IoU threshold (exclusive).
-
-    Returns:
-        ``(first, second, iou)``: row indices with ``first < second``, and their IoU.
-    """
-    m = len(image_index)
-    if m < 2:
-        empty = np.zeros(0, np.intp)
-        return empty, empty, np.zeros(0)
-    order = np.lexsort((xyxy[:, 0], class_id, image_index))
-    img, cls, boxes = image_index[order], class_id[order], xyxy[order]
-    reach = (1.0 - iou) * (boxes[:, 2] - boxes[:, 0])
-    firsts, seconds, ious = [], [], []
-    active = np.arange(m - 1)
-    step = 1
-    while active.size:
-        other = active + step
-        keep = other < m
-        active, other = active[keep], other[keep]
-        keep = ((img[other] == img[active]) & (cls[other] == cls[active])
-                & (boxes[other, 0] - boxes[active, 0] < reach[active]))
-        active, other = active[keep], other[keep]
-        if active.size:
-            pair_iou = _pair_iou(boxes[active], boxes[other])
-            hit = pair_iou > iou
-            a, o = order[active[hit]], order[other[hit]]
-            firsts.append(np.minimum(a, o))
-            seconds.append(np.maximum(a, o))
-            ious.append(pair_iou[hit])
-        step += 1
-    if not firsts:
-        empty = np.zeros(0, np.intp)
-        return empty, empty, np.zeros(0)
-    return (np.concatenate(firsts).astype(np.intp), np.concatenate(seconds).astype(np.intp),
-            np.concatenate(ious))
-
-
 def _duplicate_findings(ds: Dataset, candidates: BoolArray) -> list[Finding]:
     rows = np.flatnonzero(candidates)
     b = ds.boxes
-    first, second, iou = duplicate_pairs(b.image_index[rows], b.class_id[rows], b.xyxy[rows])
-    if not len(first):
-        return []
-    first, second = rows[first], rows[second]
-    # Each duplicate is reported once, against the lowest-index box it duplicates.
-    order = np.lexsort((first, second))
-    first, second, iou = first[order], second[order], iou[order]
-    unique = np.ones(len(second), bool)
-    unique[1:] = second[1:] != second[:-1]
+    first, second, iou = duplicate_pairs(b.image_index[rows], b.class_id[rows], b.xyxy[rows],
+                                         iou=DUPLICATE_IOU)
     out = []
-    for a, d, v in zip(first[unique].tolist(), second[unique].tolist(), iou[unique].tolist(),
+    for a, d, v in zip(rows[first].tolist(), rows[second].tolist(), iou.tolist(),
                        strict=True):
         file, line = box_location(ds, d)
-        _, line_a = box_location(ds, a)
-        other = f"line {line_a}" if line_a else f"box #{a}"
         name = _class_name(ds, int(b.class_id[d]))
         out.append(Finding("warning", "duplicate_box", file, line,
-                           f"box {_fmt_box(b.xyxy[d])} of class {name!r} duplicates {other} "
-                           f"{_fmt_box(b.xyxy[a])} (IoU {v:.3f})",
+                           f"{box_label(ds, d)}box {_fmt_box(b.xyxy[d])} of class {name!r} "
+                           f"duplicates {other_box(ds, a)} {_fmt_box(b.xyxy[a])} (IoU {v:.3f})",
                            "delete one of the two boxes (--fix keeps the first)",
                            image_index=int(b.image_index[d]), box_index=d))
     return out
@@ -230,7 +168,8 @@ def _size_outlier_findings(ds: Dataset, candidates: BoolArray, area: FloatArray,
             file, line = box_location(ds, i)
             out.append(Finding(
                 "info", "box_size_outlier", file, line,
-                f"box {_fmt_box(b.xyxy[i])} of class {name!r} has area {area[i]:.4g} px^2, "
+                f"{box_label(ds, i)}box {_fmt_box(b.xyxy[i])} of class {name!r} has area "
+                f"{area[i]:.4g} px^2, "
                 f"far from the class's typical {typical:.4g} px^2 (robust z-score {zi:+.1f})",
                 "check that the box and its class are right",
                 image_index=int(b.image_index[i]), box_index=i))

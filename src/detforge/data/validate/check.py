@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from detforge.data.dataset import Dataset
+from detforge.data.formats.policy import WriteOptions
 from detforge.data.validate.annotations import box_findings
 from detforge.data.validate.dataset import dataset_findings
 from detforge.data.validate.duplicates import NEAR_DUPLICATE_BITS, duplicate_findings
@@ -69,7 +70,9 @@ def validate(dataset: Dataset, *, check_images: bool = True, progress: bool = Tr
 
 def validate_path(path: str | Path, *, fmt: str | None = None, check_images: bool = True,
                   progress: bool = True, fix_out: str | Path | None = None,
-                  fix_format: str | None = None) -> tuple[ValidationReport, FixResult | None]:
+                  fix_format: str | None = None, options: WriteOptions | None = None,
+                  allow_outside_root: bool = False,
+                  ) -> tuple[ValidationReport, FixResult | None]:
     """Read a dataset from disk, validate it and, with ``fix_out``, write a repaired copy.
 
     Args:
@@ -80,6 +83,8 @@ def validate_path(path: str | Path, *, fmt: str | None = None, check_images: boo
         fix_out: New folder for a repaired copy (see :func:`~detforge.data.validate.fix`);
             None writes nothing.
         fix_format: Format of the repaired copy (default: the source's).
+        options: Losses the repaired copy's writer may incur (default none).
+        allow_outside_root: Let a YOLO ``data.yaml`` name folders outside the dataset.
 
     Returns:
         ``(report, fix_result)``; ``fix_result`` is None without ``fix_out``. The report
@@ -94,8 +99,9 @@ def validate_path(path: str | Path, *, fmt: str | None = None, check_images: boo
     """
     from detforge.data.formats import read_dataset
 
-    dataset = read_dataset(path, fmt)
+    dataset = read_dataset(path, fmt, allow_outside_root=allow_outside_root)
     dataset.info.setdefault("path", str(path))
     report = validate(dataset, check_images=check_images, progress=progress)
-    fixed = None if fix_out is None else fix(dataset, report, fix_out, fix_format)
+    fixed = None if fix_out is None else fix(dataset, report, fix_out, fix_format,
+                                             options=options)
     return report, fixed

@@ -27,6 +27,7 @@ import numpy as np
 from detforge.core.atomic import atomic_write_text
 from detforge.core.errors import ConfigError
 from detforge.data.dataset import Dataset
+from detforge.data.formats.policy import WriteOptions, WriteSummary
 from detforge.data.validate.annotations import MIN_BOX_SIZE
 from detforge.data.validate.report import ValidationReport, box_location
 
@@ -52,6 +53,7 @@ class FixResult:
         format: The format the copy was written in.
         dataset: The repaired dataset, as written.
         changes: Number of changes per action (``clip_box``, ``drop_box``, ...).
+        written: The writer's summary (what was written and what was left out).
     """
 
     out: Path
@@ -59,12 +61,14 @@ class FixResult:
     format: str
     dataset: Dataset
     changes: dict[str, int]
+    written: WriteSummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         return {"out": str(self.out), "log": str(self.log), "format": self.format,
                 "images": self.dataset.num_images, "boxes": self.dataset.num_boxes,
-                "changes": self.changes}
+                "changes": self.changes,
+                "written": None if self.written is None else self.written.to_dict()}
 
 
 def _box(values: Any) -> list[float | None]:
@@ -86,7 +90,7 @@ def _check_out(dataset: Dataset, out: Path) -> None:
 
 
 def fix(dataset: Dataset, report: ValidationReport, out: str | Path,
-        fmt: str | None = None) -> FixResult:
+        fmt: str | None = None, *, options: WriteOptions | None = None) -> FixResult:
     """Write a repaired copy of ``dataset`` to ``out`` with ``fix_log.jsonl`` beside it.
 
     Args:
@@ -95,6 +99,8 @@ def fix(dataset: Dataset, report: ValidationReport, out: str | Path,
         out: New or empty folder for the copy; must not overlap the source.
         fmt: Output format; default: the format the dataset was read from
             (``dataset.info["format"]``).
+        options: Losses the writer may incur when ``fmt`` cannot hold everything (default
+            none; see :mod:`detforge.data.formats.policy`).
 
     Returns:
         Where the copy and the log went, and the number of changes per action.
@@ -117,11 +123,11 @@ def fix(dataset: Dataset, report: ValidationReport, out: str | Path,
     fixed, log = repair(dataset, report)
     from detforge.data.formats import write_dataset
 
-    write_dataset(fixed, out, fmt)
+    written = write_dataset(fixed, out, fmt, options=options)
     log_path = out / FIX_LOG
     atomic_write_text(log_path, "".join(json.dumps(e) + "\n" for e in log))
     changes = dict(sorted(Counter(e["action"] for e in log).items()))
-    return FixResult(out, log_path, str(fmt), fixed, changes)
+    return FixResult(out, log_path, str(fmt), fixed, changes, written)
 
 
 def repair(dataset: Dataset, report: ValidationReport,

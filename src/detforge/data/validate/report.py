@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from detforge.data.dataset import Dataset
 
-__all__ = ["SEVERITIES", "Finding", "Severity", "ValidationReport", "box_location"]
+__all__ = ["SEVERITIES", "Finding", "Severity", "ValidationReport", "box_label", "box_location",
+           "other_box"]
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -60,6 +61,25 @@ def box_location(ds: Dataset, box: int) -> tuple[str, int | None]:
     img = int(ds.boxes.image_index[box])
     line = int(ds.boxes.line[box])
     return image_label_file(ds, img), (line if line > 0 else None)
+
+
+def box_label(ds: Dataset, box: int) -> str:
+    """``"annotation id 17 of image a.jpg: "`` for a box with an annotation id (COCO), else
+    ``""`` (text formats are named by file and line)."""
+    ann = ds.boxes.extra.get("ann_id")
+    if ann is None or ann[box] < 0:
+        return ""
+    image = ds.images.file[int(ds.boxes.image_index[box])]
+    return f"annotation id {int(ann[box])} of image {image}: "
+
+
+def other_box(ds: Dataset, box: int) -> str:
+    """How a message names another box: ``annotation id 3``, ``line 7`` or ``the box``."""
+    ann = ds.boxes.extra.get("ann_id")
+    if ann is not None and ann[box] >= 0:
+        return f"annotation id {int(ann[box])}"
+    line = int(ds.boxes.line[box])
+    return f"line {line}" if line > 0 else "the box"
 
 
 def image_label_file(ds: Dataset, img: int) -> str:
