@@ -1,37 +1,144 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename."""
+"""Atomic file writes: write to a temporary file beside the target, then rename.
+
+Temporary files and staging folders are named ``.<target>.<pid>@<host>.<random>.tmp`` (or
+``.partial``), so a later write into the same folder can tell the leftovers of a killed
+process (its pid is gone on this host) from the work of one still running, and removes them
+(:func:`sweep_leftovers`, once per folder and process).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-           "link_or_copy"]
+__all__ = ["AtomicFile", "atomic_open", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_text", "link_or_copy", "stage_dir", "sweep_leftovers"]
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def _owner() -> str:
+    return f"{os.getpid()}@{_host()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+_SWEPT: set[Path] = set()
+
+
+def sweep_leftovers(folder: str | Path, *, again: bool = False) -> list[Path]:
+    """Remove the temporary files and staging folders in ``folder`` whose writer died.
+
+    Only names this module gives, for this host, are touched, and only when their process is
+    gone: a live writer's work is kept. Each folder is swept once per process unless
+    ``again``.
+
+    Returns:
+        What was removed.
+    """
+    folder = Path(folder)
+    key = folder.resolve()
+    if (key in _SWEPT and not again) or not folder.is_dir():
+        return []
+    _SWEPT.add(key)
+    pattern = re.compile(r"^\..+\.(\d+)@" + re.escape(_host()) + r"\.[^.]+\.(tmp|partial)$")
+    removed = []
+    for entry in folder.iterdir():
+        m = pattern.match(entry.name)
+        if m is None or _alive(int(m[1])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+def stage_dir(out: str | Path) -> Path:
+    """A new hidden staging folder beside ``out`` (``.<name>.<owner>.<random>.partial``),
+    after removing the ones killed runs left there."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(out.parent)
+    return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{_owner()}.",
+                                 suffix=".partial"))
+
+
+class AtomicFile:
+    """A temporary file beside ``path``: :meth:`commit` renames it into place, :meth:`discard`
+    removes it. Leftovers of killed writers in that folder are removed first.
+
+    Args:
+        path: The target file.
+        mode: ``"w"`` or ``"wb"`` (and other write modes).
+        encoding: Text encoding (text modes).
+    """
+
+    def __init__(self, path: str | Path, mode: str = "w", encoding: str | None = "utf-8"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_leftovers(self.path.parent)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.{_owner()}.",
+                                   suffix=".tmp")
+        self.tmp = Path(tmp)
+        self.file: IO[Any] = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
+
+    def commit(self, dest: str | Path | None = None) -> Path:
+        """Flush, sync and rename the file to ``dest`` (default: the target).
+
+        On failure (disk full at the flush, say) the temporary file is removed and the error
+        raised.
+        """
+        target = Path(dest) if dest is not None else self.path
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.tmp, target)
+        except BaseException:
+            self.discard()
+            raise
+        return target
+
+    def discard(self) -> None:
+        """Close and remove the temporary file."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
 
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w",
                 encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temporary file that replaces ``path`` only if the block completes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    target = AtomicFile(path, mode, encoding)
     try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        yield target.file
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        target.discard()
         raise
+    target.commit()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

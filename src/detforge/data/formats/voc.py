@@ -495,10 +495,10 @@ def _objects(ds: Dataset) -> list[str]:
 def _depth(src: Path | None) -> int:
     if src is None or not src.is_file():
         return 3
-    from PIL import Image
+    from detforge.core.imageio import open_image
 
     try:
-        with Image.open(src) as im:
+        with open_image(src) as im:
             return len(im.getbands())
     except OSError:
         return 3
