@@ -44,6 +44,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detforge.core.errors import ConfigError, DatasetError
+from detforge.core.storage import format_bytes
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFile
@@ -217,7 +218,7 @@ def read_file(path: str | Path, *, max_bytes: int | None = None,
     limit = max_bytes if max_bytes is not None else _max_bytes(max_pixels)
     with _open_regular(path) as (fh, size):
         if size > limit:
-            raise ImageError(f"file is {size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB "
+            raise ImageError(f"file is {format_bytes(size)}, over the {format_bytes(limit)} "
                              f"limit for one image (16 bytes per pixel of --max-pixels); "
                              f"downscale or recompress it", path=path, kind="too_large")
         try:
@@ -225,7 +226,7 @@ def read_file(path: str | Path, *, max_bytes: int | None = None,
         except OSError as exc:
             raise _os_error(path, exc) from exc
     if len(data) > limit:
-        raise ImageError(f"file grew past the {limit / 2**20:.0f} MiB limit while it was read",
+        raise ImageError(f"file grew past the {format_bytes(limit)} limit while it was read",
                          path=path, kind="too_large")
     if not data:
         raise ImageError("file is empty (0 bytes); re-copy the image", path=path, kind="empty")

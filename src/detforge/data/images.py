@@ -31,12 +31,17 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted."""
+    """Image files under ``folder`` (recursive), sorted.
+
+    Every entry with an image suffix that is not a folder is listed, including a FIFO, a
+    device or a dangling symlink under an image name, so that ``validate`` reports it
+    (opening it is refused, never attempted) instead of the dataset silently losing it.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir())
 
 
 def image_key(file: str) -> str:

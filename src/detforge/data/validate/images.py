@@ -98,10 +98,10 @@ def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) 
         return ImageProbe("unreadable", sha256=sha, error=exc.reason)
     sha = hashlib.sha256(data).hexdigest()
     truncated = _truncation(data)
-    if truncated:
-        return ImageProbe("truncated", sha256=sha, error=truncated)
     try:
-        with open_image(data, max_pixels=max_pixels, name=path) as im:
+        with open_image(data, max_pixels=max_pixels, name=path) as im:  # header checks first
+            if truncated:
+                return ImageProbe("truncated", sha256=sha, error=truncated)
             width, height = im.size
             orientation = im.getexif().get(0x0112, 1)
             if im.format == "JPEG":
