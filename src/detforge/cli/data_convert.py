@@ -21,9 +21,11 @@ def convert(
 
     Example: detforge data convert voc_ds coco_ds --to coco
     """
+    from detforge.core.storage import storage_errors, tree_size
     from detforge.data.formats._common import convert as run
 
-    r = run(src, out, to=to, source_format=source_format)
+    with storage_errors(out, needed=lambda: tree_size(src)):  # images copied when not linked
+        r = run(src, out, to=to, source_format=source_format)
     typer.echo(f"converted {r.src_format} -> {r.dst_format}: {r.images} images, {r.boxes} "
                f"boxes, {r.classes} classes -> {r.out}")
 

@@ -115,8 +115,9 @@ class AtomicFile:
             os.fsync(self.file.fileno())
             self.file.close()
             os.replace(self.tmp, target)
-        except BaseException:
+        except BaseException as exc:
             self.discard()
+            _name(exc, target)
             raise
         return target
 
@@ -135,10 +136,18 @@ def atomic_open(path: str | Path, mode: str = "w",
     target = AtomicFile(path, mode, encoding)
     try:
         yield target.file
-    except BaseException:
+    except BaseException as exc:
         target.discard()
+        _name(exc, target.path)
         raise
     target.commit()
+
+
+def _name(exc: BaseException, path: Path) -> None:
+    """Give an ``OSError`` from writing a file (``write``/``fsync`` set none) its target's
+    name, so that the message says which output failed."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+        exc.filename = str(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -92,18 +92,23 @@ def storage_error(exc: OSError, path: str | Path | None = None, *,
     code = exc.errno
     if code not in STORAGE_ERRNOS:
         return None
-    where = Path(path) if path is not None else Path(exc.filename or ".")
+    where = Path(path) if path is not None else Path(exc.filename) if exc.filename else None
+    if where is None:
+        room = None
+        where_text = "writing the output"
+    else:
+        room = free_bytes(where)
+        where_text = str(where)
     if code in _ACCESS:
         detail = f" ({exc.filename})" if exc.filename and Path(exc.filename) != where else ""
-        return StorageError(f"{where}: {_ACCESS[code]}{detail}; write to a folder you can "
-                            f"write to, or fix its permissions")
-    room = free_bytes(where)
+        return StorageError(f"{where_text}: {_ACCESS[code]}{detail}; write to a folder you "
+                            f"can write to, or fix its permissions")
     space = f"{format_bytes(room[0])} free on {room[1]}" if room else "free space unknown"
     amount = needed() if callable(needed) else needed
     if amount:
         space += f"; about {format_bytes(amount)} needed"
-    return StorageError(f"{where}: {_SPACE[code]} ({space}). Free space there or write to "
-                        f"another disk")
+    return StorageError(f"{where_text}: {_SPACE[code]} ({space}). Free space there or write "
+                        f"to another disk")
 
 
 @contextlib.contextmanager

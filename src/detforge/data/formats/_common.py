@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from detforge.core.atomic import link_or_copy
+from detforge.core.atomic import link_or_copy, stage_dir
 from detforge.core.errors import ConfigError, DatasetError
 from detforge.data.dataset import UNSET_SPLIT, Dataset
 from detforge.data.images import image_key
@@ -163,7 +162,7 @@ def staged_output(out: Path) -> Iterator[Path]:
         raise ConfigError(f"{out}: output exists and is not an empty folder; choose a new "
                           "folder or remove it first (detforge never overwrites a dataset)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    stage = stage_dir(out)  # removes the stages killed runs left beside out
     try:
         yield stage
         if out.exists():
