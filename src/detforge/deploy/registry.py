@@ -226,7 +226,7 @@ class Registry:
         path = store_lock_path(self.uri)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with FileLock(str(path), timeout=LOCK_TIMEOUT_S):
+            with FileLock(str(path), timeout=LOCK_TIMEOUT_S, poll_interval=0.01):
                 yield
         except Timeout as exc:
             raise RegistryError(f"another promote or rollback on {self.uri} has held {path} "
@@ -256,9 +256,10 @@ class Registry:
             found = list(self.client.search_model_versions(f"name='{quoted}'"))
         return sorted(found, key=lambda v: int(v.version), reverse=True)
 
-    def _version(self, name: str, ref: int | str) -> Any:
-        """Version ``ref`` (a number or an alias) of model ``name``."""
-        model = self._model(name)
+    def _version(self, name: str, ref: int | str, model: Any = None) -> Any:
+        """Version ``ref`` (a number or an alias) of model ``name`` (``model``: its record,
+        when already read)."""
+        model = model if model is not None else self._model(name)
         text = str(ref).strip()
         if text.isdigit():
             with _quiet():
@@ -356,8 +357,9 @@ class Registry:
             return self._promote(name, version, to)
 
     def _promote(self, name: str, version: int | str, to: str) -> Promotion:
-        target = int(self._version(name, version).version)
-        aliases = dict(self._model(name).aliases)
+        model = self._model(name)
+        target = int(self._version(name, version, model).version)
+        aliases = dict(model.aliases)
         current = aliases.get(to)
         previous = aliases.get(PREVIOUS)
         with self._call(f"set alias {to!r} of {name!r}"):
@@ -366,7 +368,7 @@ class Registry:
                 self.client.set_registered_model_alias(name, PREVIOUS, str(previous))
             self.client.set_registered_model_alias(name, to, str(target))
             if to == PRODUCTION and (current is None or int(current) != target):
-                history = self._history(name) + [target]
+                history = _history(model) + [target]
                 self.client.set_registered_model_tag(name, _HISTORY_TAG,
                                                      ",".join(map(str, history[-50:])))
         return Promotion(name, to, target, None if current is None else int(current),
@@ -388,7 +390,8 @@ class Registry:
             return self._rollback(name)
 
     def _rollback(self, name: str) -> Promotion:
-        aliases = dict(self._model(name).aliases)
+        model = self._model(name)
+        aliases = dict(model.aliases)
         previous = aliases.get(PREVIOUS)
         if previous is None:
             now = aliases.get(PRODUCTION)
@@ -400,7 +403,7 @@ class Registry:
                 f"--to {PRODUCTION}`")
         current = aliases.get(PRODUCTION)
         target = int(previous)
-        history = self._history(name)
+        history = _history(model)
         if current is not None and history and history[-1] == int(current):
             history.pop()
         if history and history[-1] == target:
@@ -515,9 +518,6 @@ class Registry:
         return {"metrics": metrics, "training_run": mv.run_id,
                 "dataset_version": dataset if dataset not in (None, "None") else None}
 
-    def _history(self, name: str) -> list[int]:
-        text = self._model(name).tags.get(_HISTORY_TAG, "")
-        return [int(p) for p in text.split(",") if p.strip().isdigit()]
 
 
 def _card_from_tags(tags: dict[str, str]) -> dict[str, Any]:
@@ -543,3 +543,9 @@ def _plain_card(name: str, version: int, card: dict[str, Any]) -> str:
 
 def _first_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[0]
+
+
+def _history(model: Any) -> list[int]:
+    """The production history a registered model's tag records, oldest first."""
+    text = model.tags.get(_HISTORY_TAG, "")
+    return [int(p) for p in text.split(",") if p.strip().isdigit()]

@@ -170,10 +170,11 @@ class Tracker:
                 self.client.log_artifact(self._run(), str(f), artifact_path)
 
     def register(self, name: str, artifact_path: str = "weights") -> str:
-        """Register the run's ``artifact_path`` as a new version of model ``name``.
+        """Register the run's ``artifact_path`` as a new version of model ``name``, once: a
+        version this run already registered (before an interruption) is returned instead.
 
         Returns:
-            The new model version number.
+            The model version number.
         """
         from mlflow.exceptions import MlflowException
 
@@ -182,6 +183,10 @@ class Tracker:
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
+        quoted = name.replace("\\", "\\\\").replace("'", "\\'")
+        for mv in self.client.search_model_versions(f"name='{quoted}'"):
+            if mv.run_id == self._run():
+                return str(mv.version)
         run = self.client.get_run(self._run())
         version = self.client.create_model_version(
             name, source=f"{run.info.artifact_uri}/{artifact_path}", run_id=self._run())
