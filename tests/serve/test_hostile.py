@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
-import struct
 import time
-import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -20,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.hostile_inputs import hdr, pam, pfm, png_header
 
 from detforge.serve import ServeConfig, create_app
 from detforge.testing import FakeBackend, fake_model, solid_image
@@ -133,22 +132,11 @@ def test_a_trickling_upload_is_cut_off() -> None:
     assert status == 408 and body["error"] in ("upload_too_slow", "body_timeout")
 
 
-def _png_header(width: int, height: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 64)
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
-            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + struct.pack(">I", len(idat))
-            + b"IDAT" + idat + struct.pack(">I", zlib.crc32(b"IDAT" + idat)))
-
-
-_HDR = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y %d +X %d\n"
 BOMBS = {  # name: (bytes, status, error)
-    "png-50000x50000": (_png_header(50000, 50000), 413, "image_too_large"),
-    "pfm-40000x40000": (b"PF\n40000 40000\n-1.0\n" + b"\0" * 64, 415,
-                        "unsupported_image_format"),
-    "pam-40000x40000": (b"P7\nWIDTH 40000\nHEIGHT 40000\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\n"
-                        b"ENDHDR\n" + b"\0" * 64, 415, "unsupported_image_format"),
-    "hdr-40000x40000": (_HDR % (40000, 40000) + b"\0" * 64, 415, "unsupported_image_format"),
+    "png-50000x50000": (png_header(50000, 50000), 413, "image_too_large"),
+    "pfm-40000x40000": (pfm(40000, 40000), 415, "unsupported_image_format"),
+    "pam-40000x40000": (pam(40000, 40000), 415, "unsupported_image_format"),
+    "hdr-40000x40000": (hdr(40000, 40000), 415, "unsupported_image_format"),
     "ppm-40000x40000": (b"P6\n40000 40000\n255\n" + b"\0" * 64, 413, "image_too_large"),
     "garbage": (b"\xff\xd8\xff\xe0 not really a jpeg", 400, "bad_image"),
 }
@@ -156,7 +144,7 @@ BOMBS = {  # name: (bytes, status, error)
 
 def test_pixel_bombs_get_the_json_error_and_are_counted() -> None:
     rng = np.random.default_rng(0)
-    hdr_16mb = _HDR % (9000, 9000) + rng.integers(0, 256, 16 * 2**20, np.uint8).tobytes()
+    hdr_16mb = hdr(9000, 9000, rng.integers(0, 256, 16 * 2**20, np.uint8).tobytes())
     cases = [*BOMBS.values(), (hdr_16mb, 415, "unsupported_image_format")]
     with _serving() as url:
         answers = [httpx.post(f"{url}/v1/detect", content=data, timeout=WAIT_S,
