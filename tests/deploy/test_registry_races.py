@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from detforge.cli import app
 from detforge.deploy.registry import PREVIOUS, PRODUCTION, open_registry
-from detforge.testing import tiny_onnx_model
+
+from .conftest import copy_store
 
 ROUNDS = 20
 WAIT_S = 300.0  # an upper bound only
@@ -39,12 +40,13 @@ Path(out).write_text(json.dumps(done))
 """
 
 
-def test_two_processes_promoting_at_once_lose_no_update(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_two_processes_promoting_at_once_lose_no_update(tmp_path: Path,
+                                                        mlflow_db_template: Path) -> None:
+    uri = copy_store(mlflow_db_template, tmp_path)
     reg = open_registry(uri)
-    model = tiny_onnx_model(tmp_path / "m.onnx")
-    for _ in range(3):
-        reg.register(model, name="racy")
+    reg.client.create_registered_model("racy")
+    for i in range(3):  # promotion reads aliases and tags only: bare versions will do
+        reg.client.create_model_version("racy", source=str(tmp_path / f"v{i + 1}"))
     reg.promote("racy", 1, to="production")
     orders = {"a": [2, 3] * (ROUNDS // 2), "b": [3, 1] * (ROUNDS // 2)}
     go = tmp_path / "go"
