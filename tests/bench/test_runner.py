@@ -128,9 +128,9 @@ def test_fast_decode_reaches_the_end_to_end_runs(bench_images: Path,
     calls: list[Path] = []
     real = reduced_decode.decode_reduced
 
-    def counting(path: Path, size: tuple[int, int]) -> Any:
+    def counting(path: Path, size: tuple[int, int], **kwargs: Any) -> Any:
         calls.append(Path(path))
-        return real(path, size)
+        return real(path, size, **kwargs)
 
     monkeypatch.setattr(reduced_decode, "decode_reduced", counting)
     model = fake_model(FakeBackend.echo())

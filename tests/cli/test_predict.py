@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from tests.hostile_inputs import (
+    dev_zero_link,
+    fifo,
+    jpeg_declaring,
+    pfm,
+    png_header,
+    small_filesystem,
+)
 from typer.testing import CliRunner
 
 from detforge.cli import app
@@ -133,3 +144,101 @@ def test_predict_missing_source_is_one_line_error(tiny_onnx: Path, tmp_path: Pat
     result = runner.invoke(app, ["predict", str(tiny_onnx), str(tmp_path / "nope"), "--out",
                                  str(tmp_path / "o.jsonl")])
     assert result.exit_code == 2 and "no such file or directory" in result.output
+
+
+def _hostile_folder(root: Path) -> Path:
+    """Three good images among a 60-byte PNG that declares 50000x50000, a 32000x32000 JPEG of
+    a few hundred bytes, a PFM header, a FIFO and a symlink to /dev/zero."""
+    src = root / "src"
+    for i in range(3):
+        write_image(src / f"good{i}.jpg", random_image(48, 80, seed=i))
+    (src / "bomb.png").write_bytes(png_header(50000, 50000))
+    (src / "bomb.jpg").write_bytes(jpeg_declaring(32000, 32000))
+    (src / "float.png").write_bytes(pfm(40000, 40000))
+    fifo(src / "pipe.jpg")
+    dev_zero_link(src / "zero.jpg")
+    return src
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["full-decode", "fast-decode"])
+def test_hostile_images_are_skipped_and_counted_not_fatal(tiny_onnx: Path, tmp_path: Path,
+                                                          fast: bool) -> None:
+    src = _hostile_folder(tmp_path)
+    out = tmp_path / "out.jsonl"
+    args = ["predict", str(tiny_onnx), str(src), "--out", str(out), "--no-progress",
+            "--device", "cpu", *(["--fast-decode"] if fast else [])]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(r["source"]).name for r in records] == ["good0.jpg", "good1.jpg", "good2.jpg"]
+    assert "skipped: 5" in result.output
+    for name, why in [("bomb.png", "50000x50000 = 2,500,000,000 pixels, over the"),
+                      ("bomb.jpg", "32000x32000"), ("float.png", "PFM images are not"),
+                      ("pipe.jpg", "FIFO"), ("zero.jpg", "character device")]:
+        assert f"{name}: " in result.output and why in result.output, (name, result.output)
+
+    strict = runner.invoke(app, [*args, "--fail-on-skip"])
+    assert strict.exit_code == 3, strict.output
+    assert len(out.read_text().splitlines()) == 3  # every readable image is still written
+    assert "5 input(s) skipped (--fail-on-skip)" in strict.output
+
+
+def test_memory_stays_bounded_on_a_decompression_bomb(tiny_onnx: Path, tmp_path: Path) -> None:
+    """A 32000x32000 JPEG of a few hundred bytes decodes to 3 GB; predict must not try."""
+    src = tmp_path / "src"
+    write_image(src / "good.jpg", random_image(48, 80, seed=0))
+    (src / "bomb.jpg").write_bytes(jpeg_declaring(32000, 32000))
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-c", "from detforge.cli import main; main()", "predict",
+           str(tiny_onnx), str(src), "--out", str(out), "--no-progress", "--device", "cpu",
+           "--fast-decode"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        assert proc.stdout is not None
+        output = proc.stdout.read().decode()
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, output
+    assert "skipped: 1" in output and len(out.read_text().splitlines()) == 1
+    assert usage.ru_maxrss * 1024 < 1.5 * 2**30, f"peak RSS {usage.ru_maxrss / 2**20:.2f} GiB"
+
+
+def test_out_is_written_only_when_the_run_succeeds(tiny_onnx: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for i in range(40):
+        write_image(src / f"{i:02d}.png", random_image(32, 32, seed=i))
+    with small_filesystem(tmp_path / "small", "8k") as small:
+        out = small / "out.jsonl"
+        result = runner.invoke(app, ["predict", str(tiny_onnx), str(src), "--out", str(out),
+                                     "--no-progress", "--device", "cpu", "--conf", "0.01"])
+        left = sorted(p.name for p in small.iterdir())
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    [line] = [ln for ln in result.output.splitlines() if ln.startswith("StorageError: ")]
+    assert f"{out}: no space left on device (" in line and "free on" in line
+    assert left == []  # no cut-short JSONL, no temporary file
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from detforge.core.detections import Detections
+from detforge.runtime.sinks import JsonlSink, Prediction
+sink = JsonlSink(sys.argv[1], ["cat", "dog"])
+sink.write(Prediction("a.jpg", None, 8, 8, Detections.empty()))
+sink._fh.flush()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_runs_leftovers_are_removed_by_the_next_run(tiny_onnx: Path,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "res" / "out.jsonl"
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(out)], check=False)
+    assert killed.returncode == -9
+    [leftover] = list(out.parent.iterdir())
+    assert leftover.name.startswith(".out.jsonl.") and leftover.name.endswith(".tmp")
+    assert not out.exists()
+    write_image(tmp_path / "a.jpg", random_image(48, 80, seed=0))
+    result = runner.invoke(app, ["predict", str(tiny_onnx), str(tmp_path / "a.jpg"), "--out",
+                                 str(out), "--no-progress", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.jsonl"]

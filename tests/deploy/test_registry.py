@@ -16,6 +16,8 @@ from detforge.deploy.registry import PREVIOUS, PRODUCTION, Registry, RegistryErr
 from detforge.runtime.metadata import ModelMeta, embed_meta
 from detforge.testing import tiny_onnx_model
 
+from .conftest import copy_store
+
 METRICS = {"mAP50-95": 0.412, "mAP50": 0.63, "precision": 0.7, "recall": 0.55}
 
 
@@ -45,10 +47,9 @@ def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    """One store for the module (creating its tables takes seconds); tests use own names."""
-    db = tmp_path_factory.mktemp("store") / "mlflow.db"
-    return open_registry(f"sqlite:///{db}")
+def registry(tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Path) -> Registry:
+    """One store for the module (a copy of the session's migrated one); tests use own names."""
+    return open_registry(copy_store(mlflow_db_template, tmp_path_factory.mktemp("store")))
 
 
 @pytest.fixture(scope="module")

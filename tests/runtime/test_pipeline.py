@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from detforge.core.errors import BackendError, ConfigError
 from detforge.runtime.backend import InputSpec, RawOutput
 from detforge.runtime.pipeline import run_pipeline
-from detforge.runtime.sinks import JsonlSink, Prediction, read_jsonl
+from detforge.runtime.sinks import JsonlSink, Prediction, partial_path, read_jsonl
 from detforge.runtime.sources import SourceItem, open_source
 from detforge.testing import FakeBackend, fake_model, solid_image, write_image
 
@@ -88,21 +88,42 @@ def test_unreadable_files_are_skipped_and_counted(tmp_path: Path) -> None:
     assert [_grey(p) for p in sink.items] == [1, 2, 3, 4, 5]
 
 
-def test_keyboard_interrupt_flushes_results_so_far(tmp_path: Path) -> None:
+@pytest.mark.parametrize("partial", [False, True], ids=["discard", "keep-partial"])
+def test_keyboard_interrupt_never_commits_the_output(tmp_path: Path, partial: bool) -> None:
     # call 1 is the warm-up; call 4 sends SIGINT, as Ctrl-C does
     backend = FakeBackend.echo(interrupt_on_call=4, delay=0.05)
     out = tmp_path / "out.jsonl"
     model = fake_model(backend)
+    keep = partial_path(out) if partial else None
     stats = run_pipeline(model, open_source(_folder(tmp_path, 40)),
-                         [JsonlSink(out, model.classes)], batch=2, dynamic=False,
+                         [JsonlSink(out, model.classes, partial=keep)], batch=2, dynamic=False,
                          progress=False)
     assert stats.interrupted
-    got = read_jsonl(out)
+    assert not out.exists()  # an unfinished run never looks like a result
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    if not partial:
+        return
+    got = read_jsonl(tmp_path / "out.partial.jsonl")
     # every batch submitted before the interrupt is finished and written, in order, and
     # reading stopped well before the end
     assert len(got) == stats.images
     assert 6 <= len(got) < 30
     assert [_grey(p) for p in got] == list(range(1, len(got) + 1))
+
+
+def test_a_failing_sink_leaves_no_output(tmp_path: Path) -> None:
+    class Full(JsonlSink):
+        def write(self, prediction: Prediction) -> None:
+            if _grey(prediction) == 7:
+                raise OSError(28, "No space left on device")
+            super().write(prediction)
+
+    out = tmp_path / "out.jsonl"
+    model = fake_model(FakeBackend.echo())
+    with pytest.raises(OSError, match="No space"):
+        run_pipeline(model, open_source(_folder(tmp_path, 12)), [Full(out, model.classes)],
+                     batch=2, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]
 
 
 def test_results_are_in_original_pixels(tmp_path: Path) -> None:

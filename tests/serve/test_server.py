@@ -192,13 +192,14 @@ def test_bodies_in_progress_are_bounded() -> None:
         while httpx.get(f"{url}/ready").status_code != 200:
             time.sleep(0.02)
         host, port = url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port))) as slow:  # declares 26000, sends 10
+        with socket.create_connection((host, int(port))) as slow:  # sends 25000 of 26000
             slow.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/"
-                         b"form-data; boundary=b\r\nContent-Length: 26000\r\n\r\n--b\r\n012345")
+                         b"form-data; boundary=b\r\nContent-Length: 26000\r\n\r\n--b\r\n"
+                         + b"0" * 24995)
             deadline = time.monotonic() + 10
             refused = httpx.post(f"{url}/v1/detect", content=noisy, headers=headers)
             while refused.status_code == 200 and time.monotonic() < deadline:
-                time.sleep(0.02)  # the slow request has not reached the endpoint yet
+                time.sleep(0.02)  # the slow request has not been read that far yet
                 refused = httpx.post(f"{url}/v1/detect", content=noisy, headers=headers)
         deadline = time.monotonic() + 10
         after = httpx.post(f"{url}/v1/detect", content=noisy, headers=headers)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,11 +10,14 @@ import pytest
 from detforge.core.errors import ConfigError
 from detforge.train.runs import (
     MetricsLog,
+    RunLock,
     environment_info,
     git_info,
     latest_run_dir,
     new_run_dir,
     read_run_json,
+    reap_dead_runs,
+    run_alive,
     update_run_json,
 )
 
@@ -56,3 +61,48 @@ def test_lineage_helpers() -> None:
     env = environment_info(threads=2)
     assert env["packages"]["detforge"] and env["hardware"]["threads_used"] == 2
     assert env["hardware"]["cores_allowed"] >= 1
+
+
+HOLDER = """
+import os, signal, sys
+from detforge.train.runs import RunLock, update_run_json
+lock = RunLock(sys.argv[1]).acquire()
+update_run_json(sys.argv[1], status="running", pid=os.getpid())
+print("held", flush=True)
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.stdin.read()  # hold the lock until the parent closes stdin
+"""
+
+
+def test_a_run_whose_process_died_is_marked_died(tmp_path: Path) -> None:
+    run_dir = new_run_dir(tmp_path, "exp")
+    killed = subprocess.run([sys.executable, "-c", HOLDER, str(run_dir), "kill"],
+                            capture_output=True, text=True, check=False)
+    assert killed.returncode == -9 and "held" in killed.stdout
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    assert run_alive(run_dir) is False
+    assert read_run_json(run_dir)["status"] == "died"
+    [(marked, record)] = reap_dead_runs(tmp_path, "exp")
+    assert marked == run_dir and record["status"] == "died" and "died_noticed" in record
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "died"
+    assert reap_dead_runs(tmp_path, "exp") == []
+
+
+def test_a_live_run_is_not_marked_and_cannot_be_taken(tmp_path: Path) -> None:
+    run_dir = new_run_dir(tmp_path, "exp")
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir), "hold"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline().strip() == "held"
+        assert run_alive(run_dir) is True
+        assert read_run_json(run_dir)["status"] == "running"
+        assert reap_dead_runs(tmp_path, "exp") == []
+        with pytest.raises(ConfigError, match=r"being trained by another process \(pid "
+                                              rf"{proc.pid}"):
+            RunLock(run_dir, wait_s=0).acquire()
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+    assert run_alive(run_dir) is False
+    with RunLock(run_dir):
+        assert run_alive(run_dir) is True

@@ -2,7 +2,8 @@
 
 Each command group lives in its own module and is added here. A ``DetforgeError``
 raised anywhere below is printed as ``ErrorName: message`` on stderr, without a
-traceback, and the process exits with the error's ``exit_code``.
+traceback, and the process exits with the error's ``exit_code``. So is an ``OSError`` for a
+full disk, a quota, a read-only file system or a permission (as a ``StorageError``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typer._click.core import Context
 from typer.core import TyperGroup
 
 from detforge.core.errors import DetforgeError
+from detforge.core.storage import storage_error
 
 __all__ = ["app", "main"]
 
@@ -25,7 +27,13 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx: Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except OSError as exc:
+                translated = storage_error(exc)
+                if translated is None or isinstance(exc, DetforgeError):
+                    raise
+                raise translated from exc
         except DetforgeError as exc:
             typer.echo(f"{type(exc).__name__}: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from exc

@@ -39,12 +39,14 @@ def convert(
 
     Example: detforge data convert voc_ds coco_ds --to coco
     """
+    from detforge.core.storage import storage_errors, tree_size
     from detforge.data.formats.convert import convert as run
     from detforge.data.formats.policy import parse_split_map
 
-    r = run(src, out, to=to, source_format=source_format,
-            options=write_options(allow_loss, val_split), split_map=parse_split_map(split_map),
-            allow_outside_root=allow_outside_root)
+    with storage_errors(out, needed=lambda: tree_size(src)):  # images copied when not linked
+        r = run(src, out, to=to, source_format=source_format,
+                options=write_options(allow_loss, val_split),
+                split_map=parse_split_map(split_map), allow_outside_root=allow_outside_root)
     if as_json:
         typer.echo(json.dumps({"src_format": r.src_format, "out": str(r.out),
                                "source": {"images": r.source_images, "boxes": r.source_boxes},

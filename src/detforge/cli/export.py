@@ -46,10 +46,14 @@ def export(
 
     Example: detforge export best.pt --out model.onnx --imgsz 384,640 --layout deepstream
     """
+    from detforge.core.storage import storage_errors, tree_size
     from detforge.export.api import export_model, summary
 
-    outcome = export_model(model, out, imgsz=_imgsz(imgsz), batch=_batch(batch), layout=layout,
-                           opset=opset, simplify=simplify, check=check, data=data)
+    # an FP32 ONNX is about twice Ultralytics' FP16 .pt
+    with storage_errors(out, needed=lambda: 2 * tree_size(model)):
+        outcome = export_model(model, out, imgsz=_imgsz(imgsz), batch=_batch(batch),
+                               layout=layout, opset=opset, simplify=simplify, check=check,
+                               data=data)
     s = summary(outcome)
     if as_json:
         typer.echo(json.dumps(s, indent=2))
@@ -83,11 +87,13 @@ def quantize(
 
     Example: detforge quantize model.onnx --data ds --out model_int8.onnx
     """
+    from detforge.core.storage import storage_errors, tree_size
     from detforge.export.api import quantize_model, summary
 
-    outcome = quantize_model(model, out, data=data, precision=precision,
-                             calib_images=calib_images, method=method, max_drop=max_drop,
-                             force=force, flavour=for_)
+    with storage_errors(out, needed=lambda: tree_size(model)):
+        outcome = quantize_model(model, out, data=data, precision=precision,
+                                 calib_images=calib_images, method=method, max_drop=max_drop,
+                                 force=force, flavour=for_)
     s = summary(outcome)
     if as_json:
         typer.echo(json.dumps(s, indent=2))

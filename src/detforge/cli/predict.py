@@ -42,6 +42,16 @@ def predict_command(
     gt: Annotated[Path | None, typer.Option(
         help="COCO ground truth: --format coco results use its image and category ids, "
              "ready for `detforge evaluate --predictions OUT --gt GT`.")] = None,
+    max_pixels: Annotated[int | None, typer.Option(
+        help="Largest image or video frame (width x height) decoded; larger ones are "
+             "skipped and counted before any decoding. Default 64000000, or "
+             "$DETFORGE_MAX_PIXELS.")] = None,
+    partial: Annotated[bool, typer.Option(
+        help="If the run stops early (error, full disk, Ctrl-C), keep the records so far in "
+             "OUT's .partial file (dets.partial.jsonl); without it nothing is written.")] = False,
+    fail_on_skip: Annotated[bool, typer.Option(
+        help="Exit 3 (after writing every other record) when an input was skipped as "
+             "unreadable, refused or too large.")] = False,
 ) -> None:
     """Detect objects and write one record per image or frame.
 
@@ -50,18 +60,28 @@ def predict_command(
     Example: detforge predict model.onnx /library/2024/ --out dets.jsonl --fast-decode
 
     Example: detforge predict model.onnx ds/images --format coco --gt gt.json --out dt.json
+
+    OUT is written only when the run finishes. Unreadable or oversized inputs are skipped,
+    listed and counted ("skipped: N"); the exit code stays 0 unless --fail-on-skip.
     """
     from detforge.runtime.predict import parse_batch, parse_imgsz, parse_streams, predict
+    from detforge.runtime.sinks import partial_path
 
     stats = predict(model, source, out=out, fmt=fmt, save_vis=save_vis, conf=conf, iou=iou,
                     max_det=max_det, batch=parse_batch(batch), imgsz=parse_imgsz(imgsz),
                     workers=workers, every=every, fps=fps, keyframes=keyframes, device=device,
                     track=track, progress=progress, spin=spin, fast_decode=fast_decode, gt=gt,
-                    streams=parse_streams(streams))
+                    streams=parse_streams(streams), max_pixels=max_pixels, partial=partial)
     typer.echo(stats.format())
-    typer.echo(f"wrote {out}" + (f" and {save_vis}/" if save_vis else ""))
     if stats.interrupted:
+        typer.echo(f"interrupted: {out} not written; " + (
+            f"the records so far are in {partial_path(out)}" if partial
+            else "pass --partial to keep the records so far"))
         raise typer.Exit(130)
+    typer.echo(f"wrote {out}" + (f" and {save_vis}/" if save_vis else ""))
+    if fail_on_skip and stats.skipped:
+        typer.echo(f"{stats.skipped} input(s) skipped (--fail-on-skip)", err=True)
+        raise typer.Exit(3)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,15 @@ def serve_command(
     max_queue: Annotated[int, typer.Option(help="Most queued images; then 503.")] = 64,
     max_image_mb: Annotated[float, typer.Option(help="Largest image file (MiB); then 413.")] = 20.0,
     max_images: Annotated[int, typer.Option(help="Most images per request; then 413.")] = 16,
+    max_pixels: Annotated[int, typer.Option(
+        help="Largest image (width x height), checked on its header before decoding; "
+             "then 413.")] = 64_000_000,
+    body_timeout: Annotated[float, typer.Option(
+        help="Seconds to wait for the next piece of a request body; then 408 and the "
+             "connection is closed.")] = 30.0,
+    min_upload_rate: Annotated[float, typer.Option(
+        help="Slowest average upload (KiB/s) accepted once a body has taken --body-timeout; "
+             "then 408 (0: none).")] = 8.0,
     api_key_env: Annotated[str, typer.Option(
         help="Environment variable holding the API key (auth off when unset).")] = (
         "DETFORGE_API_KEY"),
@@ -42,6 +51,7 @@ def serve_command(
         model=model, host=host, port=port, device=device, conf=conf, iou=iou, max_det=max_det,
         imgsz=parse_imgsz(imgsz), max_batch=max_batch, max_wait_ms=max_wait_ms,
         max_queue=max_queue, max_image_mb=max_image_mb, max_images=max_images,
+        max_pixels=max_pixels, body_timeout=body_timeout, min_upload_rate=min_upload_rate,
         api_key_env=api_key_env or None, threads=threads, log_level=log_level)
     serve(config)
 

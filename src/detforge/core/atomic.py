@@ -1,5 +1,10 @@
 """Atomic file writes: write to a temporary file beside the target, then rename.
 
+Temporary files and staging folders are named ``.<target>.<pid>@<host>.<random>.tmp`` (or
+``.partial``), so a later write into the same folder can tell the leftovers of a killed
+process (its pid is gone on this host) from the work of one still running, and removes them
+(:func:`sweep_leftovers`, once per folder and process).
+
 Files and folders end with the modes an ordinary ``open`` or ``mkdir`` would give them
 (0644 and 0755 under the usual umask 022), not the 0600 / 0700 of ``mkstemp`` and
 ``mkdtemp``: a bundle, report or dataset is read by other users' services (DeepStream,
@@ -11,14 +16,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-           "current_umask", "link_or_copy", "make_temp_dir", "publish_modes"]
+__all__ = ["AtomicFile", "atomic_open", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_text", "current_umask", "link_or_copy", "publish_modes", "stage_dir",
+           "sweep_leftovers"]
 
 
 def current_umask() -> int:
@@ -33,14 +41,6 @@ def current_umask() -> int:
     mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
     os.umask(mask)
     return mask
-
-
-def make_temp_dir(parent: str | Path, *, prefix: str, suffix: str = "") -> Path:
-    """``mkdtemp`` beside the final folder, with a plain folder's mode (0777 & ~umask), so
-    renaming it into place publishes a folder others can read."""
-    path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix, suffix=suffix))
-    path.chmod(0o777 & ~current_umask())
-    return path
 
 
 def publish_modes(root: str | Path) -> None:
@@ -59,24 +59,135 @@ def publish_modes(root: str | Path) -> None:
             path.chmod((0o666 | (0o111 if exe else 0)) & ~mask)
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def _owner() -> str:
+    return f"{os.getpid()}@{_host()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+_SWEPT: set[Path] = set()
+
+
+def sweep_leftovers(folder: str | Path, *, again: bool = False) -> list[Path]:
+    """Remove the temporary files and staging folders in ``folder`` whose writer died.
+
+    Only names this module gives, for this host, are touched, and only when their process is
+    gone: a live writer's work is kept. Each folder is swept once per process unless
+    ``again``.
+
+    Returns:
+        What was removed.
+    """
+    folder = Path(folder)
+    key = folder.resolve()
+    if (key in _SWEPT and not again) or not folder.is_dir():
+        return []
+    _SWEPT.add(key)
+    pattern = re.compile(r"^\..+\.(\d+)@" + re.escape(_host()) + r"\.[^.]+\.(tmp|partial)$")
+    removed = []
+    for entry in folder.iterdir():
+        m = pattern.match(entry.name)
+        if m is None or _alive(int(m[1])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+def stage_dir(out: str | Path) -> Path:
+    """A new hidden staging folder beside ``out`` (``.<name>.<owner>.<random>.partial``),
+    after removing the ones killed runs left there. It has a plain folder's mode
+    (0777 & ~umask), so renaming it into place publishes a folder others can read."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(out.parent)
+    path = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{_owner()}.",
+                                 suffix=".partial"))
+    path.chmod(0o777 & ~current_umask())
+    return path
+
+
+class AtomicFile:
+    """A temporary file beside ``path``: :meth:`commit` renames it into place, :meth:`discard`
+    removes it. Leftovers of killed writers in that folder are removed first.
+
+    Args:
+        path: The target file.
+        mode: ``"w"`` or ``"wb"`` (and other write modes).
+        encoding: Text encoding (text modes).
+    """
+
+    def __init__(self, path: str | Path, mode: str = "w", encoding: str | None = "utf-8"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_leftovers(self.path.parent)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.{_owner()}.",
+                                   suffix=".tmp")
+        self.tmp = Path(tmp)
+        self.file: IO[Any] = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
+
+    def commit(self, dest: str | Path | None = None) -> Path:
+        """Flush, sync and rename the file to ``dest`` (default: the target).
+
+        On failure (disk full at the flush, say) the temporary file is removed and the error
+        raised.
+        """
+        target = Path(dest) if dest is not None else self.path
+        try:
+            self.file.flush()
+            os.fchmod(self.file.fileno(), 0o666 & ~current_umask())
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.tmp, target)
+        except BaseException as exc:
+            self.discard()
+            _name(exc, target)
+            raise
+        return target
+
+    def discard(self) -> None:
+        """Close and remove the temporary file."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w",
                 encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temporary file that replaces ``path`` only if the block completes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    target = AtomicFile(path, mode, encoding)
     try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
-            yield fh
-            fh.flush()
-            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        yield target.file
+    except BaseException as exc:
+        target.discard()
+        _name(exc, target.path)
         raise
+    target.commit()
+
+
+def _name(exc: BaseException, path: Path) -> None:
+    """Give an ``OSError`` from writing a file (``write``/``fsync`` set none) its target's
+    name, so that the message says which output failed."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+        exc.filename = str(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

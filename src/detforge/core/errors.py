@@ -10,7 +10,8 @@ Hierarchy::
     ├── EngineMismatchError       a TensorRT engine does not match this device or TensorRT
     ├── TargetCapabilityError     a target device cannot run the requested precision
     ├── MissingExtraError         an optional dependency is not installed
-    └── BackendError              a runtime backend failed to load or run a model
+    ├── BackendError              a runtime backend failed to load or run a model
+    └── StorageError              a write failed: disk full, quota, permission, read-only
 
 The CLI prints ``ErrorName: message`` for these and exits with ``exit_code``.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "ExportError",
     "InvalidDetectionsError",
     "MissingExtraError",
+    "StorageError",
     "TargetCapabilityError",
 ]
 
@@ -90,3 +92,8 @@ class MissingExtraError(DetforgeError):
 
 class BackendError(DetforgeError):
     """A runtime backend failed to load or run a model."""
+
+
+class StorageError(DetforgeError):
+    """A write failed for lack of space or permission; the message names the path, the free
+    space and the space needed (see :mod:`detforge.core.storage`)."""

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
-from detforge.core.errors import DatasetError
+from detforge.core.imageio import read_header
 
 __all__ = ["IMAGE_EXTENSIONS", "image_key", "image_size", "list_images"]
 
@@ -20,25 +18,30 @@ _LAYOUT_DIRS = frozenset({"images", "jpegimages", "image_2", "training", "testin
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image, read from its header only (EXIF rotation ignored).
 
+    The file is opened as :mod:`detforge.core.imageio` opens every image: a FIFO or a device
+    is refused unread, and only the formats detforge decodes are accepted. No pixel cap
+    applies here (nothing is decoded).
+
     Raises:
-        DatasetError: The file is missing or not a readable image.
+        DatasetError: The file is missing, not a regular file, or not a readable image
+            (an :class:`~detforge.core.imageio.ImageError`).
     """
-    try:
-        with Image.open(path) as im:
-            return int(im.width), int(im.height)
-    except FileNotFoundError as exc:
-        raise DatasetError("image file not found", path=path) from exc
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DatasetError(f"not a readable image ({exc})", path=path) from exc
+    header = read_header(path)
+    return header.width, header.height
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted."""
+    """Image files under ``folder`` (recursive), sorted.
+
+    Every entry with an image suffix that is not a folder is listed, including a FIFO, a
+    device or a dangling symlink under an image name, so that ``validate`` reports it
+    (opening it is refused, never attempted) instead of the dataset silently losing it.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir())
 
 
 def image_key(file: str) -> str:

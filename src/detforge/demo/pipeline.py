@@ -185,8 +185,8 @@ def _write_video(path: Path, frame: Any, frames: int) -> None:
 
 def _track(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
-    from PIL import Image
 
+    from detforge.core.imageio import open_image
     from detforge.data.formats import read_dataset
     from detforge.runtime.predict import predict
 
@@ -194,7 +194,7 @@ def _track(cfg: DemoConfig, state: dict[str, Any]) -> dict[str, Any]:
     val = [i for i in range(ds.num_images) if ds.images.split[i] == "val"] or [0]
     counts = np.bincount(ds.boxes.image_index, minlength=ds.num_images)
     busiest = max(val, key=lambda i: int(counts[i]))
-    with Image.open(ds.image_path(busiest)) as im:
+    with open_image(ds.image_path(busiest)) as im:
         frame = np.asarray(im.convert("RGB"))
     video = cfg.out / "video" / "pan.mp4"
     video.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from detforge.core.atomic import make_temp_dir, publish_modes
+from detforge.core.atomic import publish_modes, stage_dir
 from detforge.core.errors import ConfigError
 from detforge.deploy import deepstream, triton
 from detforge.deploy.device_reference import References
@@ -275,7 +275,7 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
         refs = References(images, thresholds, work, source_size)
         for choice in tqdm(choices, desc="bundles", unit="target", disable=None):
             say(f"{choice.target.name}: {choice.precision}, batch {choice.batch}")
-            partial = make_temp_dir(out, prefix=f".{choice.target.name}.")
+            partial = stage_dir(out / choice.target.name)
             try:
                 manifest, notes = write_target(partial, choice, models[choice.precision], meta,
                                                opts, refs)

@@ -88,10 +88,12 @@ def read_rgb(path: Path) -> NDArray[np.uint8]:
     Raises:
         ConfigError: The file is missing or not an image.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from detforge.core.imageio import open_image
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (OSError, UnidentifiedImageError) as exc:
         raise ConfigError(f"{path}: unreadable reference image ({exc}); rebuild the bundle "

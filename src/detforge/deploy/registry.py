@@ -11,6 +11,12 @@ old production version the alias ``previous-production``; ``rollback`` moves pro
 back to it. The promotion history is kept in the model tag ``detforge.production_history``
 so a second rollback goes one step further back.
 
+A promotion reads the aliases and history, then writes several of them: two at once would
+lose an update. ``promote`` and ``rollback`` therefore hold a file lock on the store (beside
+the SQLite database; for a remote store, one per machine in the user's cache folder) from
+their first read to their last write. A store that is not SQLite, is corrupt, or belongs to
+another application is refused in one line before MLflow touches it.
+
 The store is found as for training (:func:`detforge.train.tracking.resolve_tracking_uri`):
 ``--tracking-uri``, then ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<out>/mlflow.db`` with
 artifacts in ``mlartifacts/`` beside the database.
@@ -21,13 +27,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sqlite3
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detforge.core.errors import MissingExtraError
+from detforge.core.errors import ConfigError, DetforgeError, MissingExtraError
 from detforge.deploy.model_card import (
     ModelCard,
     RegistryError,
@@ -48,6 +55,8 @@ EXPERIMENT = "detforge-registry"
 """The MLflow experiment that holds the registration runs."""
 _HISTORY_TAG = "detforge.production_history"
 _CARD_TAG = "detforge.card"
+LOCK_TIMEOUT_S = 120.0
+"""Longest ``promote``/``rollback`` waits for another one on the same store."""
 
 
 @dataclass(frozen=True)
@@ -169,8 +178,14 @@ class Registry:
         except ModuleNotFoundError as exc:
             raise MissingExtraError("the model registry needs mlflow: "
                                     "pip install 'detforge[train]'") from exc
+        from detforge.train.tracking import check_store
+
         self.uri = uri
         self._mlflow_error = MlflowException
+        try:
+            check_store(uri)
+        except ConfigError as exc:
+            raise RegistryError(str(exc)) from exc
         with self._call(f"open the store {uri}"):
             self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -181,9 +196,42 @@ class Registry:
             try:
                 yield
             except self._mlflow_error as exc:
-                raise RegistryError(f"could not {what} ({exc.message}). Check the store "
-                                    f"{self.uri} (--tracking-uri / $MLFLOW_TRACKING_URI)"
-                                    ) from exc
+                raise RegistryError(f"could not {what} ({_first_line(exc.message)}). Check "
+                                    f"the store {self.uri} (--tracking-uri / "
+                                    f"$MLFLOW_TRACKING_URI)") from exc
+
+    @contextlib.contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """Turn a store failure MLflow does not wrap (SQLAlchemy, sqlite3, a missing database
+        driver, I/O) into a one-line :class:`RegistryError`."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            yield
+        except DetforgeError:
+            raise
+        except (self._mlflow_error, SQLAlchemyError, sqlite3.Error, OSError,
+                ModuleNotFoundError) as exc:
+            raise RegistryError(f"the store {self.uri} failed: {type(exc).__name__}: "
+                                f"{_first_line(str(exc))}. Check that it is an MLflow store "
+                                f"(--tracking-uri / $MLFLOW_TRACKING_URI)") from exc
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the store's registry lock (see the module docstring)."""
+        from filelock import FileLock, Timeout
+
+        from detforge.train.tracking import store_lock_path
+
+        path = store_lock_path(self.uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(str(path), timeout=LOCK_TIMEOUT_S, poll_interval=0.01):
+                yield
+        except Timeout as exc:
+            raise RegistryError(f"another promote or rollback on {self.uri} has held {path} "
+                                f"for over {LOCK_TIMEOUT_S:.0f} s; wait for it to finish "
+                                f"and retry") from exc
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -208,9 +256,10 @@ class Registry:
             found = list(self.client.search_model_versions(f"name='{quoted}'"))
         return sorted(found, key=lambda v: int(v.version), reverse=True)
 
-    def _version(self, name: str, ref: int | str) -> Any:
-        """Version ``ref`` (a number or an alias) of model ``name``."""
-        model = self._model(name)
+    def _version(self, name: str, ref: int | str, model: Any = None) -> Any:
+        """Version ``ref`` (a number or an alias) of model ``name`` (``model``: its record,
+        when already read)."""
+        model = model if model is not None else self._model(name)
         text = str(ref).strip()
         if text.isdigit():
             with _quiet():
@@ -251,40 +300,41 @@ class Registry:
                 manifest, or the store refused the change.
             BackendError: An ONNX file is unreadable or has no metadata.
         """
-        model = Path(model)
-        card = collect_card(model, name=name, bundle=bundle)
-        experiment = self._experiment()
-        with self._call(f"log {model} as a run"):
-            run = self.client.create_run(experiment, run_name=f"register-{name}", tags={
-                "detforge.model_file": model.name, "detforge.sha256": card.sha256,
-                "dataset_version": str(card.dataset_version),
-                "training_run": str(card.training_run)})
-            run_id = run.info.run_id
-            try:
-                self._log_run(run_id, model, card)
-            except BaseException:
-                self.client.set_terminated(run_id, "FAILED")
-                raise
-            self.client.set_terminated(run_id, "FINISHED")
-        with _quiet():
-            try:
-                self.client.create_registered_model(
-                    name, description="detforge model; see each version's card")
-            except self._mlflow_error as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise RegistryError(f"could not create registered model {name!r} in "
-                                        f"{self.uri} ({exc.message}); use letters, digits, "
-                                        f"'-', '_' and '.' in --name") from exc
-        source = f"{run.info.artifact_uri}/model/{model.name}"
-        with self._call(f"create a version of {name!r}"):
-            mv = self.client.create_model_version(name, source=source, run_id=run_id,
-                                                  tags=card.tags())
-            version = int(mv.version)
-            done = card.with_version(version, run_id=run_id, source=source)
-            self.client.set_model_version_tag(name, str(version), _CARD_TAG,
-                                              json.dumps(done.to_dict()))
-            self.client.update_model_version(name, str(version), card_markdown(done))
-        return done
+        with self._store_errors():
+            model = Path(model)
+            card = collect_card(model, name=name, bundle=bundle)
+            experiment = self._experiment()
+            with self._call(f"log {model} as a run"):
+                run = self.client.create_run(experiment, run_name=f"register-{name}", tags={
+                    "detforge.model_file": model.name, "detforge.sha256": card.sha256,
+                    "dataset_version": str(card.dataset_version),
+                    "training_run": str(card.training_run)})
+                run_id = run.info.run_id
+                try:
+                    self._log_run(run_id, model, card)
+                except BaseException:
+                    self.client.set_terminated(run_id, "FAILED")
+                    raise
+                self.client.set_terminated(run_id, "FINISHED")
+            with _quiet():
+                try:
+                    self.client.create_registered_model(
+                        name, description="detforge model; see each version's card")
+                except self._mlflow_error as exc:
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise RegistryError(f"could not create registered model {name!r} in "
+                                            f"{self.uri} ({exc.message}); use letters, digits, "
+                                            f"'-', '_' and '.' in --name") from exc
+            source = f"{run.info.artifact_uri}/model/{model.name}"
+            with self._call(f"create a version of {name!r}"):
+                mv = self.client.create_model_version(name, source=source, run_id=run_id,
+                                                      tags=card.tags())
+                version = int(mv.version)
+                done = card.with_version(version, run_id=run_id, source=source)
+                self.client.set_model_version_tag(name, str(version), _CARD_TAG,
+                                                  json.dumps(done.to_dict()))
+                self.client.update_model_version(name, str(version), card_markdown(done))
+            return done
 
     def promote(self, name: str, version: int | str, *, to: str) -> Promotion:
         """Point alias ``to`` at ``version``; moving production keeps the old one as previous.
@@ -303,8 +353,13 @@ class Registry:
         if to not in ALIASES:
             raise RegistryError(f"cannot promote to {to!r}; choose --to "
                                 f"{' or --to '.join(ALIASES)}")
-        target = int(self._version(name, version).version)
-        aliases = dict(self._model(name).aliases)
+        with self._store_errors(), self._locked():
+            return self._promote(name, version, to)
+
+    def _promote(self, name: str, version: int | str, to: str) -> Promotion:
+        model = self._model(name)
+        target = int(self._version(name, version, model).version)
+        aliases = dict(model.aliases)
         current = aliases.get(to)
         previous = aliases.get(PREVIOUS)
         with self._call(f"set alias {to!r} of {name!r}"):
@@ -313,7 +368,7 @@ class Registry:
                 self.client.set_registered_model_alias(name, PREVIOUS, str(previous))
             self.client.set_registered_model_alias(name, to, str(target))
             if to == PRODUCTION and (current is None or int(current) != target):
-                history = self._history(name) + [target]
+                history = _history(model) + [target]
                 self.client.set_registered_model_tag(name, _HISTORY_TAG,
                                                      ",".join(map(str, history[-50:])))
         return Promotion(name, to, target, None if current is None else int(current),
@@ -331,7 +386,12 @@ class Registry:
         Raises:
             RegistryError: Unknown model, or no previous production version to go back to.
         """
-        aliases = dict(self._model(name).aliases)
+        with self._store_errors(), self._locked():
+            return self._rollback(name)
+
+    def _rollback(self, name: str) -> Promotion:
+        model = self._model(name)
+        aliases = dict(model.aliases)
         previous = aliases.get(PREVIOUS)
         if previous is None:
             now = aliases.get(PRODUCTION)
@@ -343,7 +403,7 @@ class Registry:
                 f"--to {PRODUCTION}`")
         current = aliases.get(PRODUCTION)
         target = int(previous)
-        history = self._history(name)
+        history = _history(model)
         if current is not None and history and history[-1] == int(current):
             history.pop()
         if history and history[-1] == target:
@@ -363,26 +423,27 @@ class Registry:
 
     def list_models(self) -> list[ModelSummary]:
         """Every registered model with its versions (newest first), aliases and metrics."""
-        with self._call("list registered models"):
-            models = sorted(self.client.search_registered_models(), key=lambda m: m.name)
-        out = []
-        for model in models:
-            by_version: dict[int, list[str]] = {}
-            for alias, v in model.aliases.items():
-                by_version.setdefault(int(v), []).append(alias)
-            rows = []
-            for mv in self._versions(model.name):
-                card = self._card(mv)
-                rows.append(VersionSummary(
-                    version=int(mv.version), aliases=tuple(sorted(by_version.get(
-                        int(mv.version), []))),
-                    metrics=key_metrics(card.get("metrics") or {}),
-                    dataset_version=card.get("dataset_version"),
-                    targets=tuple(card.get("targets") or ()),
-                    created=int(mv.creation_timestamp or 0)))
-            out.append(ModelSummary(model.name, {a: int(v) for a, v in model.aliases.items()},
-                                    tuple(rows)))
-        return out
+        with self._store_errors():
+            with self._call("list registered models"):
+                models = sorted(self.client.search_registered_models(), key=lambda m: m.name)
+            out = []
+            for model in models:
+                by_version: dict[int, list[str]] = {}
+                for alias, v in model.aliases.items():
+                    by_version.setdefault(int(v), []).append(alias)
+                rows = []
+                for mv in self._versions(model.name):
+                    card = self._card(mv)
+                    rows.append(VersionSummary(
+                        version=int(mv.version), aliases=tuple(sorted(by_version.get(
+                            int(mv.version), []))),
+                        metrics=key_metrics(card.get("metrics") or {}),
+                        dataset_version=card.get("dataset_version"),
+                        targets=tuple(card.get("targets") or ()),
+                        created=int(mv.creation_timestamp or 0)))
+                out.append(ModelSummary(model.name, {a: int(v) for a, v in model.aliases.items()},
+                                        tuple(rows)))
+            return out
 
     def show(self, name: str, ref: int | str | None = None) -> dict[str, Any]:
         """The card of one version: ``ref`` is a number, an alias, or None (production, else
@@ -395,23 +456,24 @@ class Registry:
         Raises:
             RegistryError: Unknown model, version or alias.
         """
-        model = self._model(name)
-        if ref is None:
-            ref = PRODUCTION if PRODUCTION in model.aliases else None
+        with self._store_errors():
+            model = self._model(name)
             if ref is None:
-                versions = self._versions(name)
-                if not versions:
-                    raise RegistryError(f"model {name!r} has no versions; register one with "
-                                        f"`detforge registry register MODEL --name {name}`")
-                ref = int(versions[0].version)
-        mv = self._version(name, ref)
-        card = self._card(mv)
-        card.update(name=name, version=int(mv.version), mlflow_run_id=mv.run_id,
-                    source=mv.source, description=mv.description or _plain_card(
-                        name, int(mv.version), card),
-                    aliases=sorted(a for a, v in model.aliases.items()
-                                   if int(v) == int(mv.version)))
-        return card
+                ref = PRODUCTION if PRODUCTION in model.aliases else None
+                if ref is None:
+                    versions = self._versions(name)
+                    if not versions:
+                        raise RegistryError(f"model {name!r} has no versions; register one with "
+                                            f"`detforge registry register MODEL --name {name}`")
+                    ref = int(versions[0].version)
+            mv = self._version(name, ref)
+            card = self._card(mv)
+            card.update(name=name, version=int(mv.version), mlflow_run_id=mv.run_id,
+                        source=mv.source, description=mv.description or _plain_card(
+                            name, int(mv.version), card),
+                        aliases=sorted(a for a, v in model.aliases.items()
+                                       if int(v) == int(mv.version)))
+            return card
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -456,9 +518,6 @@ class Registry:
         return {"metrics": metrics, "training_run": mv.run_id,
                 "dataset_version": dataset if dataset not in (None, "None") else None}
 
-    def _history(self, name: str) -> list[int]:
-        text = self._model(name).tags.get(_HISTORY_TAG, "")
-        return [int(p) for p in text.split(",") if p.strip().isdigit()]
 
 
 def _card_from_tags(tags: dict[str, str]) -> dict[str, Any]:
@@ -480,3 +539,13 @@ def _plain_card(name: str, version: int, card: dict[str, Any]) -> str:
              f"- training run: {card.get('training_run') or 'unknown'}"]
     lines += [f"- {k}: {v:.4f}" for k, v in (card.get("metrics") or {}).items()]
     return "\n".join(lines) + "\n"
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0]
+
+
+def _history(model: Any) -> list[int]:
+    """The production history a registered model's tag records, oldest first."""
+    text = model.tags.get(_HISTORY_TAG, "")
+    return [int(p) for p in text.split(",") if p.strip().isdigit()]

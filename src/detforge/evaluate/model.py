@@ -57,10 +57,12 @@ def class_mapping(model_classes: Sequence[str], dataset_classes: Sequence[str],
 
 
 def _read_rgb(path: Path) -> NDArray[np.uint8]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from detforge.core.imageio import open_image
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError as exc:
         raise DatasetError("image file not found; check the dataset root", path=path) from exc

@@ -37,13 +37,12 @@ class ParityReport:
 
 def load_inputs(files: Sequence[Path], imgsz: tuple[int, int]) -> NDArray[np.float32]:
     """Letterbox image files exactly as the runtime does, into an ``[N, 3, H, W]`` batch."""
-    import cv2
-
+    from detforge.core.imageio import read_image_bgr
     from detforge.runtime.preprocess import letterbox, to_input
 
     batch = []
     for f in files:
-        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        bgr = read_image_bgr(f)
         if bgr is None:
             raise ExportError(f"{f}: unreadable image for the parity check")
         rgb = np.ascontiguousarray(bgr[..., ::-1], dtype=np.uint8)

@@ -13,9 +13,11 @@ Threads and queues::
 
 OpenCV and ONNX Runtime release the GIL, so decoding overlaps inference. With two streams
 (the CPU default) two batches run at once, each on half the cores. Output order is input
-order. Ctrl-C (``KeyboardInterrupt``) stops reading, finishes the batches already
-submitted, closes the sinks (so their files hold every result so far) and returns stats with
-``interrupted=True``. Unreadable inputs are skipped and counted.
+order. Sinks are closed (their outputs committed) only when the run finishes; after an error
+they are aborted (outputs removed, or kept under their partial names). Ctrl-C
+(``KeyboardInterrupt``) stops reading, finishes the batches already submitted, aborts the
+sinks and returns stats with ``interrupted=True``. Unreadable, refused and oversized inputs
+(:mod:`detforge.core.imageio`) are skipped and counted, never fatal.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
     Args:
         model: The detector.
         source: A :class:`~detforge.runtime.sources.Source` or any iterable of items.
-        sinks: Receivers of the predictions; each is closed at the end (also on Ctrl-C).
+        sinks: Receivers of the predictions; each is closed when the run finishes, aborted
+            (``abort()``, when it has one) after an error or Ctrl-C.
         batch: Batch size, or ``"auto"`` (from the hardware and the model's batch limits).
         dynamic: Run whatever is decoded when the batcher is ready (up to ``batch``, after
             waiting at most ``max_wait_s``) instead of always waiting for a full batch.
@@ -182,7 +185,7 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
                 image = item.load()
                 full_h, full_w = image.shape[:2]
         except UnreadableError as exc:
-            return _Ready(item, None, None, None, start, error=str(exc))
+            return _Ready(item, None, None, None, start, error=exc.reason)
         t1 = time.perf_counter()
         tensor, info = model.preprocess(image)
         if (info.orig_h, info.orig_w) != (full_h, full_w):
@@ -260,6 +263,7 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
     producer.start()
     poster.start()
     carry: Future[_Ready] | None = None
+    finished = False
     try:
         done = False
         while not done and not post_dead.is_set():
@@ -290,6 +294,7 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
             stats.batches += 1
             if not put(post_q, (ready, infer_pool.submit(infer, ready)), post_dead):
                 break
+        finished = True
     except KeyboardInterrupt:
         stats.interrupted = True
     finally:
@@ -305,11 +310,25 @@ def run_pipeline(model: Model, source: Source | Iterable[SourceItem], sinks: Seq
             for s in source.skipped:
                 stats.skipped += 1
                 stats.skipped_sources.append((s.source, s.reason))
-        for sink in sinks:
-            sink.close()
+        _finish(sinks, commit=finished and not errors and not stats.interrupted)
     if errors:
         raise errors[0]
     return stats
+
+
+def _finish(sinks: Sequence[Sink], *, commit: bool) -> None:
+    """Close (commit) every sink, or abort them all; a failed close aborts the rest."""
+    failure: BaseException | None = None
+    for sink in sinks:
+        try:
+            if commit and failure is None:
+                sink.close()
+            else:
+                getattr(sink, "abort", sink.close)()
+        except BaseException as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 def _get(q: queue.Queue[Any], stop: threading.Event, deadline: float | None) -> Any:

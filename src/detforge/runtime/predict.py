@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from detforge.core.errors import ConfigError
+from detforge.core.storage import storage_errors
 from detforge.runtime.loader import load_model
 from detforge.runtime.pipeline import Tracker, run_pipeline
-from detforge.runtime.sinks import Sink, VisSink, make_sink
+from detforge.runtime.sinks import Sink, VisSink, make_sink, partial_path
 from detforge.runtime.sources import open_source
 from detforge.runtime.stats import RunStats
 
@@ -65,8 +66,16 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
             workers: int | None = None, every: int = 1, fps: float | None = None,
             keyframes: bool = False, device: str = "auto", track: bool = False,
             progress: bool = True, spin: bool = False, fast_decode: bool = False,
-            gt: str | Path | None = None, streams: int | str = "auto") -> RunStats:
+            gt: str | Path | None = None, streams: int | str = "auto",
+            max_pixels: int | None = None, partial: bool = False) -> RunStats:
     """Detect objects in every image or sampled frame of ``source`` and write them to ``out``.
+
+    ``out`` is written only when the run finishes. After an error, a full disk or Ctrl-C
+    nothing is written there (the temporary file is removed; one left by a killed run is
+    removed by the next run); with ``partial`` the records so far are kept in
+    :func:`~detforge.runtime.sinks.partial_path` of ``out`` instead (``dets.partial.jsonl``),
+    which a later finished run removes. Unreadable, refused and oversized inputs are skipped
+    and counted in the stats, never fatal.
 
     Args:
         model: Model file, directory or stem (see :func:`~detforge.runtime.load_model`).
@@ -92,28 +101,39 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         gt: COCO ground-truth JSON: ``coco`` results then use its image and category ids.
         streams: Batches inferred at once, or ``"auto"`` (two on a multi-core CPU, one on
             a GPU).
+        max_pixels: Largest image or frame (width x height) decoded; larger ones are skipped
+            before decoding (default 64,000,000, or ``$DETFORGE_MAX_PIXELS``).
+        partial: Keep the records of an unfinished run in ``dets.partial.jsonl``.
 
     Returns:
-        The run's statistics (``interrupted`` is True after Ctrl-C; the output then holds
-        the results so far).
+        The run's statistics (``interrupted`` is True after Ctrl-C; ``out`` is then not
+        written).
 
     Raises:
         ConfigError: A bad option, model path or source.
         BackendError: The model cannot be loaded or run.
+        StorageError: The disk filled up, or ``out`` is not writable (nothing is left there).
 
     Example:
         >>> stats = predict("model.onnx", "photos/", out="dets.jsonl")  # doctest: +SKIP
     """
-    src = open_source(source, every=every, fps=fps, keyframes=keyframes)
+    src = open_source(source, every=every, fps=fps, keyframes=keyframes, max_pixels=max_pixels)
     tracker: Tracker | None = None
     if track:
         from detforge.runtime.track import ByteTracker
 
         tracker = ByteTracker(frame_rate=fps or 30.0)
     with load_model(model, device=device, imgsz=imgsz, conf=conf, iou=iou,
-                    max_det=max_det, spin=spin) as m:
-        sinks: list[Sink] = [make_sink(fmt, out, m.classes, gt=gt)]
-        if save_vis is not None:
-            sinks.append(VisSink(save_vis, m.classes))
-        return run_pipeline(m, src, sinks, batch=batch, workers=workers, tracker=tracker,
-                            progress=progress, fast_decode=fast_decode, streams=streams)
+                    max_det=max_det, spin=spin) as m, storage_errors(out):
+        sinks: list[Sink] = [make_sink(fmt, out, m.classes, gt=gt, partial=partial)]
+        try:
+            if save_vis is not None:
+                sinks.append(VisSink(save_vis, m.classes))
+        except BaseException:
+            sinks[0].abort()
+            raise
+        stats = run_pipeline(m, src, sinks, batch=batch, workers=workers, tracker=tracker,
+                             progress=progress, fast_decode=fast_decode, streams=streams)
+    if not stats.interrupted:
+        partial_path(out).unlink(missing_ok=True)  # superseded by the finished output
+    return stats

@@ -15,17 +15,22 @@ it is opt-in (``detforge predict --fast-decode``). See docs/decisions/0008-fast-
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from detforge.core.imageio import (
+    ImageError,
+    decode_image,
+    read_file,
+    read_header,
+    resolve_max_pixels,
+)
+
 __all__ = ["REDUCTIONS", "decode_reduced", "jpeg_size", "reduction_for"]
 
 REDUCTIONS = (8, 4, 2)
-_ORIENTATION_TAG = 0x0112
-_TRANSPOSED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 
 
 def jpeg_size(data: bytes | NDArray[np.uint8]) -> tuple[int, int] | None:
@@ -33,20 +38,14 @@ def jpeg_size(data: bytes | NDArray[np.uint8]) -> tuple[int, int] | None:
 
     Returns None for anything that is not a readable JPEG.
     """
-    from PIL import Image, UnidentifiedImageError
-
     raw = data.tobytes() if isinstance(data, np.ndarray) else data
     if raw[:2] != b"\xff\xd8":
         return None
     try:
-        with Image.open(io.BytesIO(raw)) as im:
-            if im.format != "JPEG":
-                return None
-            w, h = im.size
-            orientation = im.getexif().get(_ORIENTATION_TAG, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        header = read_header(raw)
+    except ImageError:
         return None
-    return (w, h) if orientation in _TRANSPOSED else (h, w)
+    return header.displayed_hw if header.format == "JPEG" else None
 
 
 def reduction_for(orig_hw: tuple[int, int], size: tuple[int, int]) -> int:
@@ -61,34 +60,37 @@ def reduction_for(orig_hw: tuple[int, int], size: tuple[int, int]) -> int:
     return next((f for f in REDUCTIONS if f <= shrink), 1)
 
 
-def decode_reduced(path: str | Path,
-                   size: tuple[int, int]) -> tuple[NDArray[np.uint8], tuple[int, int]]:
+def decode_reduced(path: str | Path, size: tuple[int, int], *, max_pixels: int | None = None,
+                   ) -> tuple[NDArray[np.uint8], tuple[int, int]]:
     """Read an image as RGB, at a reduced JPEG scale when ``size`` allows it.
+
+    The file is opened through :mod:`detforge.core.imageio`, so the pixel cap applies to
+    the JPEG's full size (the decoder's working memory scales with it) before libjpeg runs.
 
     Args:
         path: Image file.
         size: The model input ``(height, width)`` the image will be letterboxed into.
+        max_pixels: Pixel cap (default: :func:`~detforge.core.imageio.resolve_max_pixels`).
 
     Returns:
         The RGB ``[h, w, 3]`` image (possibly smaller than the file) and the file's full
         ``(height, width)`` as displayed.
 
     Raises:
-        UnreadableError: The file is missing, empty or not a decodable image.
+        ImageError: The file is refused, missing, empty, over the cap or not decodable.
     """
-    import cv2
-
-    from detforge.runtime.sources import decode_bytes, read_bytes
-
-    data = read_bytes(path)
-    full = jpeg_size(data) if data.size else None
-    factor = reduction_for(full, size) if full else 1
-    if full and factor > 1:
-        flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-                8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
-        img = cv2.imdecode(data, flag)
+    cap = resolve_max_pixels(max_pixels)
+    data = read_file(path, max_pixels=cap)
+    header = read_header(data, name=path)
+    full = header.displayed_hw
+    factor = reduction_for(full, size) if header.format == "JPEG" else 1
+    if factor > 1:
+        try:
+            img = decode_image(data, name=path, max_pixels=cap, reduce=factor)
+        except ImageError:
+            img = None  # the full decode below says what is wrong, or succeeds
         expect = (-(-full[0] // factor), -(-full[1] // factor))
         if img is not None and img.shape[:2] == expect:
-            return np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8), full
-    image = decode_bytes(data)
+            return img, full
+    image = decode_image(data, name=path, max_pixels=cap)
     return image, (image.shape[0], image.shape[1])

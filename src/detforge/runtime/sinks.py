@@ -1,8 +1,10 @@
 """Sinks: where predictions go (JSON Lines, COCO results JSON, CSV, annotated images/video).
 
-Every file sink writes atomically: the output appears complete, or not at all, when the sink
-is closed. The pipeline closes its sinks on success and on Ctrl-C, so an interrupted run
-keeps the results predicted so far.
+Every file sink writes to a hidden temporary file beside its output: :meth:`Sink.close`
+(the run succeeded) renames it into place; :meth:`Sink.abort` (an error, a full disk,
+Ctrl-C) removes it, or, for a sink given a ``partial`` path, keeps the records written so
+far under that name (``dets.partial.jsonl``, see :func:`partial_path`), never under the
+output's own. A killed run's temporary file is removed by the next run writing there.
 
 JSON Lines record (one per image or frame)::
 
@@ -13,7 +15,6 @@ JSON Lines record (one per image or frame)::
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 from collections.abc import Mapping, Sequence
@@ -24,13 +25,14 @@ from typing import IO, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from detforge.core.atomic import atomic_open, atomic_write_json
+from detforge.core.atomic import AtomicFile, atomic_write_json
 from detforge.core.detections import Detections
 from detforge.core.errors import ConfigError, DatasetError
 from detforge.runtime.vis import VisSink
 
 __all__ = ["SINK_FORMATS", "CocoSink", "CsvSink", "JsonlSink", "Prediction", "Sink", "VisSink",
-           "coco_ids_from_gt", "make_sink", "read_coco_results", "read_csv", "read_jsonl"]
+           "coco_ids_from_gt", "make_sink", "partial_path", "read_coco_results", "read_csv",
+           "read_jsonl"]
 
 SINK_FORMATS = ("jsonl", "coco", "csv")
 CSV_FIELDS = ("source", "frame", "width", "height", "x1", "y1", "x2", "y2", "score", "class_id",
@@ -72,8 +74,15 @@ def _name(classes: Sequence[str], cid: int) -> str:
     return classes[cid] if 0 <= cid < len(classes) else str(cid)
 
 
+def partial_path(path: str | Path) -> Path:
+    """Where an unfinished run keeps its records: ``dets.jsonl`` -> ``dets.partial.jsonl``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
 class Sink(Protocol):
-    """Receives predictions in input order; ``close`` commits the output."""
+    """Receives predictions in input order; ``close`` commits the output, ``abort`` drops it
+    (or keeps it under the sink's partial name)."""
 
     needs_image: bool
 
@@ -85,19 +94,32 @@ class Sink(Protocol):
         """Finish and commit the output."""
         ...
 
+    def abort(self) -> None:
+        """The run did not finish: remove the output, or keep it under its partial name."""
+        ...
+
 
 class _FileSink:
     needs_image = False
 
-    def __init__(self, path: str | Path, classes: Sequence[str]) -> None:
+    def __init__(self, path: str | Path, classes: Sequence[str], *,
+                 partial: str | Path | None = None) -> None:
         self.path = Path(path)
+        self.partial = None if partial is None else Path(partial)
         self.classes = tuple(classes)
-        self._stack = contextlib.ExitStack()
-        self._fh: IO[Any] = self._stack.enter_context(atomic_open(self.path, "w"))
+        self._file = AtomicFile(self.path, "w")
+        self._fh: IO[Any] = self._file.file
 
     def close(self) -> None:
         """Commit the file (rename the temporary file into place)."""
-        self._stack.close()
+        self._file.commit()
+
+    def abort(self) -> None:
+        """Remove the temporary file, or rename it to the partial path when there is one."""
+        if self.partial is None:
+            self._file.discard()
+        else:
+            self._file.commit(self.partial)
 
 
 class JsonlSink(_FileSink):
@@ -111,8 +133,9 @@ class JsonlSink(_FileSink):
 class CsvSink(_FileSink):
     """One row per detection; an image without detections gets one row with empty box fields."""
 
-    def __init__(self, path: str | Path, classes: Sequence[str]) -> None:
-        super().__init__(path, classes)
+    def __init__(self, path: str | Path, classes: Sequence[str], *,
+                 partial: str | Path | None = None) -> None:
+        super().__init__(path, classes, partial=partial)
         self._writer = csv.writer(self._fh, lineterminator="\n")
         self._writer.writerow(CSV_FIELDS)
 
@@ -139,6 +162,7 @@ class CocoSink:
             suffixes listed (``ds/images/a.jpg`` matches ``images/a.jpg`` or ``a.jpg``, the
             ``file_name`` of a ground-truth JSON). Default: 1, 2, ... in order.
         category_ids: COCO category id per class id; default: the class id itself.
+        partial: Where :meth:`abort` writes the results so far (None: nowhere).
 
     See :func:`coco_ids_from_gt` for both maps from a ground-truth file.
     """
@@ -147,8 +171,10 @@ class CocoSink:
 
     def __init__(self, path: str | Path, classes: Sequence[str], *,
                  image_ids: Mapping[str, int] | None = None,
-                 category_ids: Sequence[int] | None = None) -> None:
+                 category_ids: Sequence[int] | None = None,
+                 partial: str | Path | None = None) -> None:
         self.path = Path(path)
+        self.partial = None if partial is None else Path(partial)
         self.classes = tuple(classes)
         self.image_ids = image_ids
         self.category_ids = category_ids
@@ -183,6 +209,11 @@ class CocoSink:
         """Write the JSON file."""
         atomic_write_json(self.path, self._results, indent=None)
 
+    def abort(self) -> None:
+        """Write the results so far to the partial path, if there is one."""
+        if self.partial is not None:
+            atomic_write_json(self.partial, self._results, indent=None)
+
 
 def coco_ids_from_gt(gt: str | Path, classes: Sequence[str]) -> tuple[dict[str, int],
                                                                      list[int]]:
@@ -214,7 +245,7 @@ def coco_ids_from_gt(gt: str | Path, classes: Sequence[str]) -> tuple[dict[str, 
 
 
 def make_sink(fmt: str, path: str | Path, classes: Sequence[str], *,
-              gt: str | Path | None = None) -> Sink:
+              gt: str | Path | None = None, partial: bool = False) -> Sink:
     """A file sink by format name.
 
     Args:
@@ -222,6 +253,7 @@ def make_sink(fmt: str, path: str | Path, classes: Sequence[str], *,
         path: Output file.
         classes: Class names.
         gt: COCO ground truth whose image and category ids the ``coco`` results use.
+        partial: An unfinished run keeps its records in :func:`partial_path` of ``path``.
 
     Raises:
         ConfigError: Unknown format (the message lists the valid ones), ``gt`` with another
@@ -230,15 +262,17 @@ def make_sink(fmt: str, path: str | Path, classes: Sequence[str], *,
     """
     if gt is not None and fmt != "coco":
         raise ConfigError(f"--gt only applies to --format coco, not {fmt!r}")
+    keep = partial_path(path) if partial else None
     if fmt == "jsonl":
-        return JsonlSink(path, classes)
+        return JsonlSink(path, classes, partial=keep)
     if fmt == "csv":
-        return CsvSink(path, classes)
+        return CsvSink(path, classes, partial=keep)
     if fmt == "coco":
         if gt is None:
-            return CocoSink(path, classes)
+            return CocoSink(path, classes, partial=keep)
         image_ids, category_ids = coco_ids_from_gt(gt, classes)
-        return CocoSink(path, classes, image_ids=image_ids, category_ids=category_ids)
+        return CocoSink(path, classes, image_ids=image_ids, category_ids=category_ids,
+                        partial=keep)
     raise ConfigError(f"unknown output format {fmt!r}; choose one of {list(SINK_FORMATS)}")
 
 

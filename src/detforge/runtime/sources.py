@@ -20,53 +20,33 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detforge.core.errors import ConfigError
+from detforge.core.imageio import ImageError, read_image, resolve_max_pixels
 from detforge.data.images import IMAGE_EXTENSIONS
 
 __all__ = ["VIDEO_EXTENSIONS", "Skipped", "Source", "SourceItem", "UnreadableError",
-           "decode_bytes", "decode_image", "open_source", "read_bytes"]
+           "decode_image", "open_source"]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg",
                               ".mpeg", ".wmv", ".ts"})
 LIST_EXTENSIONS = frozenset({".txt", ".list"})
 
 
-class UnreadableError(Exception):
-    """An input could not be decoded; the pipeline records it and carries on."""
+UnreadableError = ImageError
+"""An input that was refused or could not be decoded; the pipeline records it and carries on.
+
+It is :class:`detforge.core.imageio.ImageError` (``kind`` says why)."""
 
 
-def decode_image(path: str | Path) -> NDArray[np.uint8]:
+def decode_image(path: str | Path, *, max_pixels: int | None = None) -> NDArray[np.uint8]:
     """Read an image file as RGB ``[H, W, 3]`` uint8 (EXIF orientation applied).
 
-    Raises:
-        UnreadableError: The file is missing, empty or not a decodable image.
-    """
-    return decode_bytes(read_bytes(path))
-
-
-def read_bytes(path: str | Path) -> NDArray[np.uint8]:
-    """The bytes of an image file, as a uint8 array.
+    The file goes through :mod:`detforge.core.imageio`: regular files only, known formats,
+    and a header-checked pixel cap before any decoding.
 
     Raises:
-        UnreadableError: The file cannot be read.
+        UnreadableError: The file is refused, missing, empty or not a decodable image.
     """
-    try:
-        return np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise UnreadableError(f"cannot read file ({exc.strerror})") from exc
-
-
-def decode_bytes(data: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """Decode an encoded image held in memory as RGB ``[H, W, 3]`` uint8 (EXIF applied).
-
-    Raises:
-        UnreadableError: Empty, or not a decodable image.
-    """
-    import cv2
-
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise UnreadableError("not a decodable image (corrupt, truncated or unknown format)")
-    return np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+    return read_image(path, max_pixels=max_pixels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +58,14 @@ class SourceItem:
         frame: Frame index in the video, or None for an image.
         path: Image file to decode, or None for a frame already read.
         bgr: The decoded frame (BGR, as OpenCV reads it), or None for an image file.
+        max_pixels: Pixel cap for the image file (None: the default cap).
     """
 
     source: str
     frame: int | None = None
     path: Path | None = None
     bgr: NDArray[np.uint8] | None = None
+    max_pixels: int | None = None
 
     def load(self) -> NDArray[np.uint8]:
         """The RGB ``[H, W, 3]`` uint8 image.
@@ -96,8 +78,8 @@ class SourceItem:
 
             return np.asarray(cv2.cvtColor(self.bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
         if self.path is None:
-            raise UnreadableError("item has neither a path nor a frame")
-        return decode_image(self.path)
+            raise UnreadableError("item has neither a path nor a frame", kind="corrupt")
+        return decode_image(self.path, max_pixels=self.max_pixels)
 
     def load_reduced(self, size: tuple[int, int]) -> tuple[NDArray[np.uint8], tuple[int, int]]:
         """The RGB image, decoded at a reduced JPEG scale that still covers ``size``.
@@ -114,7 +96,7 @@ class SourceItem:
             return image, (image.shape[0], image.shape[1])
         from detforge.runtime.reduced_decode import decode_reduced
 
-        return decode_reduced(self.path, size)
+        return decode_reduced(self.path, size, max_pixels=self.max_pixels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +118,8 @@ class Source:
         keyframes: Keep only frames that differ from the last kept one by more than
             ``scene_threshold`` (mean absolute difference of 32x32 grey thumbnails, 0..1).
         skipped: Inputs skipped so far, with the reason.
+        max_pixels: Largest image or video frame (width x height) read; None: the default
+            (:func:`~detforge.core.imageio.resolve_max_pixels`).
     """
 
     entries: list[tuple[str, str]]
@@ -144,8 +128,10 @@ class Source:
     keyframes: bool = False
     scene_threshold: float = 0.15
     skipped: list[Skipped] = field(default_factory=list)
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
+        self.max_pixels = resolve_max_pixels(self.max_pixels)
         if self.every < 1:
             raise ConfigError(f"--every must be at least 1, got {self.every}")
         if self.fps is not None and self.fps <= 0:
@@ -172,7 +158,7 @@ class Source:
     def __iter__(self) -> Iterator[SourceItem]:
         for kind, target in self.entries:
             if kind == "image":
-                yield SourceItem(source=target, path=Path(target))
+                yield SourceItem(source=target, path=Path(target), max_pixels=self.max_pixels)
             else:
                 yield from self._frames(kind, target)
 
@@ -183,6 +169,14 @@ class Source:
         if not cap.isOpened():
             self.skipped.append(Skipped(target, "cannot open video (missing codec or corrupt "
                                                 "file, or the camera/stream is unreachable)"))
+            return
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            cap.release()
+            self.skipped.append(Skipped(target, f"video frames are {width}x{height} = "
+                                                f"{width * height:,} pixels, over the "
+                                                f"{self.max_pixels:,}-pixel cap (--max-pixels)"))
             return
         src_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         rate = self.fps if self.fps and src_fps > 0 else None
@@ -245,6 +239,20 @@ def _classify(path: Path) -> str:
     return "video" if suffix in VIDEO_EXTENSIONS else "image"
 
 
+def _entries(paths: list[Path], skipped: list[Skipped]) -> list[tuple[str, str]]:
+    """Entries for ``paths``; a video that is not a regular file is skipped unopened (a
+    FIFO would block the video decoder). Images are refused later, by the image reader."""
+    out = []
+    for p in paths:
+        kind = _classify(p)
+        if kind == "video" and not p.is_file():
+            skipped.append(Skipped(str(p), "not a regular file (a FIFO, a device or a "
+                                           "dangling link); point it at a video file"))
+        else:
+            out.append((kind, str(p)))
+    return out
+
+
 def _expand(spec: str, skipped: list[Skipped], *, base: Path | None = None) -> list[
         tuple[str, str]]:
     if spec.isdigit():
@@ -255,16 +263,20 @@ def _expand(spec: str, skipped: list[Skipped], *, base: Path | None = None) -> l
     if base is not None and not path.is_absolute():
         path = base / path
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file()
+        # not is_dir(): a FIFO, a device or a dangling link with an image name is listed, so
+        # that reading it reports it as skipped instead of dropping it unseen
+        files = sorted(p for p in path.rglob("*") if not p.is_dir()
                        and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
-        return [(_classify(p), str(p)) for p in files]
+        return _entries(files, skipped)
     if path.is_file():
         if path.suffix.lower() in LIST_EXTENSIONS and base is None:
             return _read_list(path, skipped)
         return [(_classify(path), str(path))]
+    if path.exists():  # a FIFO, a device, a socket: reported as skipped, never read
+        return _entries([path], skipped)
     if any(ch in spec for ch in "*?["):
         matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-        return [(_classify(p), str(p)) for p in matches if p.is_file()]
+        return _entries([p for p in matches if not p.is_dir()], skipped)
     if base is not None:
         skipped.append(Skipped(str(path), "listed file not found"))
         return []
@@ -283,7 +295,8 @@ def _read_list(path: Path, skipped: list[Skipped]) -> list[tuple[str, str]]:
 
 
 def open_source(spec: str | Path, *, every: int = 1, fps: float | None = None,
-                keyframes: bool = False, scene_threshold: float = 0.15) -> Source:
+                keyframes: bool = False, scene_threshold: float = 0.15,
+                max_pixels: int | None = None) -> Source:
     """Open an input spec.
 
     Args:
@@ -294,12 +307,14 @@ def open_source(spec: str | Path, *, every: int = 1, fps: float | None = None,
         fps: Keep video frames at about this rate.
         keyframes: Keep only scene-change frames.
         scene_threshold: Mean grey-level difference (0..1) that counts as a scene change.
+        max_pixels: Largest image or frame read (default: 64,000,000, or
+            ``$DETFORGE_MAX_PIXELS``); larger ones are skipped and counted.
 
     Returns:
         The :class:`Source`.
 
     Raises:
-        ConfigError: ``spec`` matches nothing, or a sampling option is invalid.
+        ConfigError: ``spec`` matches nothing, or a sampling or size option is invalid.
 
     Example:
         >>> src = open_source("clips/", every=5)  # doctest: +SKIP
@@ -311,4 +326,4 @@ def open_source(spec: str | Path, *, every: int = 1, fps: float | None = None,
         raise ConfigError(f"source {spec!s}: matched no image or video files; check the path "
                           f"or pattern (images: {sorted(IMAGE_EXTENSIONS)})")
     return Source(entries, every=every, fps=fps, keyframes=keyframes,
-                  scene_threshold=scene_threshold, skipped=skipped)
+                  scene_threshold=scene_threshold, skipped=skipped, max_pixels=max_pixels)

@@ -112,6 +112,10 @@ class VisSink:
             writer.release()
         self._videos.clear()
 
+    def abort(self) -> None:
+        """Finish every video (annotated files are per image: what was drawn stays)."""
+        self.close()
+
 
 def _source_fps(source: str) -> float | None:
     import cv2

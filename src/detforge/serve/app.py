@@ -1,9 +1,16 @@
 """The FastAPI application: probes, metrics, model info and ``POST /v1/detect``.
 
 Every error answers ``{"error": <kind>, "detail": <what, where, fix>}`` with its status:
-400 bad body or image, 401 missing or wrong API key, 413 over a size limit, 415 wrong
-content type, 422 bad query parameter, 503 overloaded (with ``Retry-After``) or not ready,
-500 inference failure.
+400 bad body or image, 401 missing or wrong API key, 408 request body too slow (the
+connection is closed), 413 over a size limit, 415 wrong content type or an image format
+that is not decoded, 422 bad query parameter, 503 overloaded (with ``Retry-After``) or not
+ready, 500 inference failure or any other fault (``internal_error``). Every answer, errors
+included, is counted in ``detforge_requests_total``.
+
+Request bodies are read with a deadline per piece (``--body-timeout``) and a minimum average
+rate (``--min-upload-rate``), and they hold the shared body budget only for the bytes that
+have arrived, so connections that declare large bodies and then go quiet hold nothing and
+are closed with 408. See docs/decisions/0027-serve-timeouts.md.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from detforge.core.detections import Detections
 from detforge.runtime import Model, load_model, resolve_model_path
@@ -65,6 +73,7 @@ class _BodyBudget:
 
     limit: int
     used: int = 0
+    readers: int = 0
 
 
 @dataclass(eq=False)
@@ -142,11 +151,12 @@ def create_app(config: ServeConfig, *, load: Callable[[], Model] | None = None,
                       max_queue=config.max_queue, warmup=config.warmup,
                       on_batch=lambda n, s: metrics_box[0].observe_batch(n, s),
                       on_failure=failed)
+    bodies = _BodyBudget(config.max_queue * (config.max_image_bytes + 16 * 1024))
     metrics = ServeMetrics(queue_depth=lambda: batcher.queue_depth,
-                           ready=lambda: batcher.ready, queue_capacity=config.max_queue)
+                           ready=lambda: batcher.ready, queue_capacity=config.max_queue,
+                           uploads=lambda: bodies.readers, upload_bytes=lambda: bodies.used)
     metrics_box.append(metrics)
-    state = _State(config, batcher, metrics, config.api_key(), name,
-                   _BodyBudget(config.max_queue * (config.max_image_bytes + 16 * 1024)))
+    state = _State(config, batcher, metrics, config.api_key(), name, bodies)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -167,7 +177,12 @@ def create_app(config: ServeConfig, *, load: Callable[[], Model] | None = None,
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
         start = time.perf_counter()
-        response: Response = await call_next(request)
+        try:
+            response: Response = await call_next(request)
+        except Exception as exc:  # a fault no handler turned into an answer: still JSON
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            response = _body(500, "internal_error", f"{request.method} {request.url.path}: "
+                             f"{type(exc).__name__}: {exc}")
         path = request.url.path
         metrics.observe_request(path if path in _ENDPOINTS else "other",
                                 response.status_code, time.perf_counter() - start)
@@ -356,16 +371,9 @@ async def _read_uploads(request: Request, cfg: ServeConfig, filename: str | None
     over = ApiError(413, "request_too_large", f"request body over {limit / 2**20:.3g} MiB "
                     f"(--max-images x --max-image-mb); send fewer or smaller images")
     length = request.headers.get("content-length", "")
-    if length.isdigit():
-        if int(length) > limit:
-            raise over
-        hold.grow_to(int(length))
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise over
-        hold.grow_to(len(body))
+    if length.isdigit() and int(length) > limit:
+        raise over
+    body = await _receive_body(request, cfg, limit, over, hold)
     try:
         if media == "multipart/form-data":
             return parse_multipart(bytes(body), content_type, max_file_bytes=cfg.max_image_bytes,
@@ -375,6 +383,55 @@ async def _read_uploads(request: Request, cfg: ServeConfig, filename: str | None
     except UploadError as exc:
         raise ApiError(exc.status, exc.error, str(exc)) from exc
     return [Upload(name, bytes(body))]
+
+
+_CLOSE = {"Connection": "close"}
+
+
+async def _receive_body(request: Request, cfg: ServeConfig, limit: int, over: ApiError,
+                        hold: _Hold) -> bytearray:
+    """The request body, read under the timeouts; the budget grows with the bytes received.
+
+    Raises:
+        ApiError: 408 when the next piece takes over ``--body-timeout`` or the average rate
+            falls under ``--min-upload-rate`` after that long; 413 past ``limit``; 503 when
+            the body budget is spent; 400 when the client goes away mid-body.
+    """
+    hold.budget.readers += 1
+    try:
+        return await _receive(request, cfg, limit, over, hold)
+    finally:
+        hold.budget.readers -= 1
+
+
+async def _receive(request: Request, cfg: ServeConfig, limit: int, over: ApiError,
+                   hold: _Hold) -> bytearray:
+    body = bytearray()
+    stream = request.stream().__aiter__()
+    start = time.monotonic()
+    min_rate = cfg.min_upload_rate * 1024
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout=cfg.body_timeout)
+        except StopAsyncIteration:
+            return body
+        except asyncio.TimeoutError:
+            raise ApiError(408, "body_timeout", f"no request body data for {cfg.body_timeout:g} "
+                           f"s after {len(body)} bytes (--body-timeout); send the whole body "
+                           f"without pausing", _CLOSE) from None
+        except ClientDisconnect:
+            raise ApiError(400, "client_disconnected", f"the client closed the connection after "
+                           f"{len(body)} bytes of the body") from None
+        body += chunk
+        if len(body) > limit:
+            raise over
+        hold.grow_to(len(body))
+        elapsed = time.monotonic() - start
+        if min_rate and elapsed > cfg.body_timeout and len(body) / elapsed < min_rate:
+            raise ApiError(408, "upload_too_slow", f"request body arrived at "
+                           f"{len(body) / elapsed / 1024:.2g} KiB/s over {elapsed:.0f} s, under "
+                           f"the {cfg.min_upload_rate:g} KiB/s minimum (--min-upload-rate)",
+                           _CLOSE)
 
 
 def _prepare(uploads: list[Upload], model: Model, max_pixels: int) -> list[Prepared]:

@@ -32,7 +32,12 @@ class ServeConfig(StrictModel):
         max_queue: Most images waiting for the worker; past it requests get 503.
         max_image_mb: Largest encoded image, in MiB; past it 413.
         max_images: Most images in one request; past it 413.
-        max_pixels: Largest decoded image (width x height); past it 413.
+        max_pixels: Largest decoded image (width x height), checked on the header before
+            decoding; past it 413.
+        body_timeout: Longest wait for the next piece of a request body; past it 408 and
+            the connection is closed.
+        min_upload_rate: Slowest average upload rate (KiB/s) accepted once a body has taken
+            ``body_timeout``; below it 408 (0: no minimum).
         api_key_env: Environment variable holding the API key; auth is off when it is unset
             or empty.
         threads: CPU threads for ONNX Runtime (default: all usable cores).
@@ -58,7 +63,9 @@ class ServeConfig(StrictModel):
     max_queue: int = Field(64, ge=1)
     max_image_mb: float = Field(20.0, gt=0.0)
     max_images: int = Field(16, ge=1)
-    max_pixels: int = Field(64_000_000, ge=1)
+    max_pixels: int = Field(64_000_000, ge=1, le=1 << 30)
+    body_timeout: float = Field(30.0, gt=0.0, le=3600.0)
+    min_upload_rate: float = Field(8.0, ge=0.0)
     api_key_env: str | None = "DETFORGE_API_KEY"
     threads: int | None = Field(None, ge=1)
     warmup: bool = True

@@ -13,6 +13,8 @@ detforge_inference_seconds          histogram  backend time per batch
 detforge_queue_depth                gauge      images waiting for the worker
 detforge_queue_capacity             gauge      ``--max-queue``
 detforge_model_ready                gauge      1 once the model is loaded and warmed up
+detforge_uploads_in_progress        gauge      requests whose bodies are being received
+detforge_upload_bytes               gauge      body bytes received and held by them
 ==================================  =========  ===========================================
 """
 
@@ -34,10 +36,13 @@ class ServeMetrics:
         queue_depth: Returns the images waiting now.
         ready: Returns whether the model is ready.
         queue_capacity: ``--max-queue``.
+        uploads: Returns the requests receiving their bodies now.
+        upload_bytes: Returns the body bytes they hold.
     """
 
     def __init__(self, *, queue_depth: Callable[[], int], ready: Callable[[], bool],
-                 queue_capacity: int) -> None:
+                 queue_capacity: int, uploads: Callable[[], int] = lambda: 0,
+                 upload_bytes: Callable[[], int] = lambda: 0) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry(auto_describe=True)
@@ -60,6 +65,10 @@ class ServeMetrics:
         ready_gauge = Gauge("detforge_model_ready", "1 once the model is loaded and warm.",
                             registry=reg)
         ready_gauge.set_function(lambda: 1.0 if ready() else 0.0)
+        Gauge("detforge_uploads_in_progress", "Requests whose bodies are being received.",
+              registry=reg).set_function(lambda: float(uploads()))
+        Gauge("detforge_upload_bytes", "Request body bytes received and held.",
+              registry=reg).set_function(lambda: float(upload_bytes()))
 
     def observe_batch(self, size: int, seconds: float) -> None:
         """Record one inference batch (called on the worker thread)."""

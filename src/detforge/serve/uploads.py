@@ -7,12 +7,13 @@ capped), so the ``serve`` extra does not need ``python-multipart``. Every failur
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from email.message import Message
 
 import numpy as np
 from numpy.typing import NDArray
+
+from detforge.core.imageio import ImageError, decode_image
 
 __all__ = ["IMAGE_FIELD", "Upload", "UploadError", "decode_image_bytes", "parse_multipart"]
 
@@ -148,14 +149,18 @@ def check_size(filename: str, size: int, max_bytes: int) -> None:
                           f"recompress it")
 
 
+_STATUS = {"too_large": (413, "image_too_large"), "unsupported": (415, "unsupported_image_format")}
+
+
 def decode_image_bytes(data: bytes, filename: str, *, max_pixels: int) -> NDArray[np.uint8]:
     """Decode an encoded image to RGB ``[H, W, 3]`` uint8, as ``detforge predict`` reads files.
 
-    The header is read first (Pillow, no pixel decoding) so an image whose pixel count is
-    over ``max_pixels`` is refused before memory is spent on it.
+    Decoding goes through :func:`detforge.core.imageio.decode_image`: the format is told by
+    its magic bytes (JPEG, PNG, BMP, TIFF, WebP, PNM; Radiance HDR, PFM, PAM and the rest are
+    refused unread) and the header's pixel count is checked before any decoder runs.
 
     Args:
-        data: Encoded bytes (JPEG, PNG, BMP, WebP, TIFF...).
+        data: Encoded bytes.
         filename: Named in error messages.
         max_pixels: Largest width x height accepted.
 
@@ -163,29 +168,11 @@ def decode_image_bytes(data: bytes, filename: str, *, max_pixels: int) -> NDArra
         The RGB image (EXIF orientation applied, as OpenCV does for files).
 
     Raises:
-        UploadError: 400 when it is empty or undecodable; 413 over ``max_pixels``.
+        UploadError: 400 when it is empty, corrupt or undecodable; 413 over ``max_pixels``;
+            415 for a format detforge does not decode.
     """
-    import cv2
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise UploadError(400, "bad_image", f"{filename}: empty file; send the image bytes")
-    size: tuple[int, int] | None = None
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            size = im.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UploadError(413, "image_too_large", f"{filename}: {exc}; downscale it") from exc
-    except (UnidentifiedImageError, OSError, ValueError):
-        size = None  # not a Pillow format: OpenCV decides
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise UploadError(413, "image_too_large", f"{filename}: {size[0]}x{size[1]} pixels "
-                          f"is over the {max_pixels} pixel limit; downscale it")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise UploadError(400, "bad_image", f"{filename}: not a decodable image (corrupt, "
-                          f"truncated or unknown format); send JPEG, PNG, BMP, WebP or TIFF")
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise UploadError(413, "image_too_large", f"{filename}: {img.shape[1]}x{img.shape[0]} "
-                          f"pixels is over the {max_pixels} pixel limit; downscale it")
-    return np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+        return decode_image(data, name=filename, max_pixels=max_pixels)
+    except ImageError as exc:
+        status, error = _STATUS.get(exc.kind, (400, "bad_image"))
+        raise UploadError(status, error, str(exc)) from exc

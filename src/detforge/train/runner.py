@@ -1,7 +1,20 @@
-"""``train(config) -> RunResult``: one tracked, versioned, resumable training run."""
+"""``train(config) -> RunResult``: one tracked, versioned, resumable training run.
+
+A run holds its ``run.lock`` while it trains (see :mod:`detforge.train.runs`). It records
+``status: trained`` as soon as its weights are final and validated, and ``finished`` only
+after MLflow has them and the model is registered. ``train --resume`` picks up wherever a
+run stopped: mid-training it continues from ``last.pt``; after the last epoch (killed in
+the final validation, the MLflow logging or the registration) it validates ``best.pt``,
+logs and registers without training again. Runs of the same name whose process died are
+marked ``died`` (and their MLflow runs ``KILLED``) when the next run of that name starts.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,17 +32,21 @@ from detforge.train.config import (
 from detforge.train.dataset_prep import prepare_yolo_dataset
 from detforge.train.runs import (
     MetricsLog,
+    RunLock,
     environment_info,
     git_info,
     latest_run_dir,
     new_run_dir,
     read_run_json,
+    reap_dead_runs,
     update_run_json,
 )
 from detforge.train.threads import configure_threads
 from detforge.train.tracking import Tracker, flatten_params, resolve_tracking_uri
 
 __all__ = ["RunResult", "train"]
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,12 +96,20 @@ def _git() -> dict[str, Any]:
     return info
 
 
-def _start(config: TrainConfig) -> tuple[TrainConfig, Path, dict[str, Any]]:
+def _owner() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _start(config: TrainConfig, lock: list[RunLock],
+           ) -> tuple[TrainConfig, Path, dict[str, Any]]:
     """New run: directory, config.yaml, dataset copy and the lineage record."""
     config = overfit_config(config)
     if config.data is None:
         raise ConfigError("no dataset: pass --data PATH (or set data: in the config file)")
     run_dir = new_run_dir(config.out, config.name)
+    lock.append(RunLock(run_dir).acquire())
+    update_run_json(run_dir, name=config.name, version=run_dir.name, status="running",
+                    created=_now(), **_owner())
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
     prep = prepare_yolo_dataset(config.data, run_dir / "data", classes=config.classes,
                                 overfit=config.overfit, seed=config.seed)
@@ -100,9 +125,11 @@ def _start(config: TrainConfig) -> tuple[TrainConfig, Path, dict[str, Any]]:
     return config, run_dir, record
 
 
-def _reopen(config: TrainConfig) -> tuple[TrainConfig, Path, dict[str, Any]]:
+def _reopen(config: TrainConfig, lock: list[RunLock],
+            ) -> tuple[TrainConfig, Path, dict[str, Any]]:
     """Resume: the latest version of the named run, with the config it was started with."""
     run_dir = latest_run_dir(config.out, config.name)
+    lock.append(RunLock(run_dir).acquire())
     last = run_dir / "weights" / "last.pt"
     if not last.is_file():
         raise ConfigError(f"{run_dir}: no weights/last.pt to resume from (the run stopped "
@@ -113,8 +140,25 @@ def _reopen(config: TrainConfig) -> tuple[TrainConfig, Path, dict[str, Any]]:
     stored = load_train_config(run_dir / "config.yaml")
     stored = stored.model_copy(update={"resume": True, "out": config.out,
                                        "device": config.device, "threads": config.threads})
-    record = update_run_json(run_dir, status="running", resumed=_now())
+    record = update_run_json(run_dir, status="running", resumed=_now(), **_owner())
     return stored, run_dir, record
+
+
+def _reap(config: TrainConfig) -> None:
+    """Mark the runs of this name whose process died, and end their MLflow runs as KILLED."""
+    for run_dir, record in reap_dead_runs(config.out, config.name):
+        LOGGER.warning("%s: its process died (pid %s); marked 'died'", run_dir,
+                       record.get("pid"))
+        mlflow = record.get("mlflow") or {}
+        if not (config.tracking.enabled and mlflow.get("run_id")):
+            continue
+        with contextlib.suppress(Exception):  # a store that is gone must not block training
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=mlflow["tracking_uri"],
+                                  registry_uri=mlflow["tracking_uri"])
+            if client.get_run(mlflow["run_id"]).info.status == "RUNNING":
+                client.set_terminated(mlflow["run_id"], "KILLED")
 
 
 def _tracker(config: TrainConfig, run_dir: Path, record: dict[str, Any]) -> Tracker | None:
@@ -143,7 +187,8 @@ def train(config: TrainConfig, *, backend: TrainerBackend | None = None) -> RunR
     With ``config.resume`` the latest version of run ``config.name`` under ``config.out``
     continues from its ``weights/last.pt`` with the config it was started with (only
     ``device`` and ``threads`` are taken from ``config``); its epoch rows and MLflow run
-    continue too.
+    continue too. A run stopped after its last epoch is not trained again: ``best.pt`` is
+    validated, logged and registered (each once).
 
     Args:
         config: The resolved training config.
@@ -153,7 +198,8 @@ def train(config: TrainConfig, *, backend: TrainerBackend | None = None) -> RunR
         The run's paths and final metrics.
 
     Raises:
-        ConfigError: No dataset, nothing to resume, or a config the data contradicts.
+        ConfigError: No dataset, nothing to resume (or the run is being trained by another
+            process), or a config the data contradicts.
         DatasetError: The dataset cannot be read or has no training images.
 
     Example:
@@ -163,10 +209,23 @@ def train(config: TrainConfig, *, backend: TrainerBackend | None = None) -> RunR
         PosixPath('runs/train/v1/weights/best.pt')
     """
     backend = backend or get_backend("ultralytics")
-    config, run_dir, record = _reopen(config) if config.resume else _start(config)
+    _reap(config)
+    lock: list[RunLock] = []
+    try:
+        return _train(config, backend, lock)
+    finally:
+        for held in lock:
+            held.release()
+
+
+def _train(config: TrainConfig, backend: TrainerBackend, lock: list[RunLock]) -> RunResult:
+    config, run_dir, record = _reopen(config, lock) if config.resume else _start(config, lock)
     data_yaml = run_dir / "data" / "data.yaml"
-    tracker = _tracker(config, run_dir, record)
     log = MetricsLog(run_dir)
+    trained = record.get("status") == "trained" or bool(record.get("trained"))
+    done = config.resume and (trained or backend.training_done(
+        config, run_dir / "weights" / "last.pt"))
+    tracker = _tracker(config, run_dir, record)
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         log.append(epoch, metrics)
@@ -174,10 +233,17 @@ def train(config: TrainConfig, *, backend: TrainerBackend | None = None) -> RunR
             tracker.log_epoch(epoch, metrics)
 
     try:
-        if config.resume:
-            run: BackendRun = backend.resume(config, last=run_dir / "weights" / "last.pt",
-                                             data_yaml=data_yaml, run_dir=run_dir,
-                                             on_epoch=on_epoch)
+        if trained:  # killed while tracking: the weights and their metrics are final
+            weights = run_dir / "weights"
+            run: BackendRun = BackendRun(run_dir, weights / "best.pt", weights / "last.pt",
+                                         dict(record.get("final_metrics") or {}),
+                                         int(record.get("epochs_done") or 0))
+        elif done:  # killed after the last epoch: validate, log and register what it made
+            run = backend.finish(config, run_dir=run_dir, data_yaml=data_yaml,
+                                 epochs_done=int(log.rows[-1]["epoch"]) if log.rows else 0)
+        elif config.resume:
+            run = backend.resume(config, last=run_dir / "weights" / "last.pt",
+                                 data_yaml=data_yaml, run_dir=run_dir, on_epoch=on_epoch)
         else:
             run = backend.fit(config, data_yaml=data_yaml, run_dir=run_dir, on_epoch=on_epoch)
     except BaseException:
@@ -186,11 +252,20 @@ def train(config: TrainConfig, *, backend: TrainerBackend | None = None) -> RunR
             tracker.end("FAILED")
         raise
     record = update_run_json(
-        run_dir, status="finished", finished=_now(), epochs_done=run.epochs_done,
+        run_dir, status="trained", trained=_now(), epochs_done=run.epochs_done,
         final_metrics=run.final_metrics,
         weights={"best": str(run.best.relative_to(run_dir)),
                  "last": str(run.last.relative_to(run_dir))})
-    model_version = _finish_tracking(tracker, config, run_dir, run)
+    try:
+        model_version = _finish_tracking(tracker, config, run_dir, run)
+    except BaseException:
+        if tracker is not None:
+            with contextlib.suppress(Exception):
+                tracker.end("FAILED")
+        LOGGER.error("%s: trained, but tracking failed; `detforge train --resume --name %s "
+                     "--out %s` logs and registers it", run_dir, config.name, config.out)
+        raise
+    record = update_run_json(run_dir, status="finished", finished=_now())
     return RunResult(
         run_dir=run_dir, config=config, best=run.best, last=run.last,
         metrics_csv=log.csv_path, metrics_json=log.json_path, run_json=run_dir / "run.json",
@@ -208,7 +283,7 @@ def _finish_tracking(tracker: Tracker | None, config: TrainConfig, run_dir: Path
     tracker.log_artifacts([run_dir / n for n in ("config.yaml", "metrics.csv", "metrics.json",
                                                  "results.csv", "results.png", "args.yaml")])
     tracker.log_artifacts([run.best], "weights")
-    version = tracker.register(config.tracking.registered_model or config.name)
+    version = tracker.register(config.tracking.registered_model or config.name)  # once per run
     update_run_json(run_dir, mlflow={**read_run_json(run_dir).get("mlflow", {}),
                                      "registered_model": config.tracking.registered_model
                                      or config.name, "model_version": version})

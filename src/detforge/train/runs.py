@@ -9,9 +9,16 @@ Layout of one run::
         metrics.json     the same rows as JSON
         weights/         last.pt (every epoch) and best.pt
         data/            the YOLO copy of the dataset the run trained on
+        run.lock         held (flock) by the process training the run, for as long as it runs
         *.png, results.csv, args.yaml   Ultralytics' own plots and logs
 
 Versions count up from ``v1``; a new run never reuses a directory.
+
+``run.json`` ``status`` goes ``running`` -> ``trained`` (weights final, validated) ->
+``finished`` (tracked and registered), or ``failed``. A process killed outright (``kill -9``,
+a power cut) cannot write anything, so the live process holds ``run.lock`` instead: the
+kernel releases it however the process ends. :func:`read_run_json` reports a ``running`` run
+whose lock nobody holds as ``died``, and :func:`reap_dead_runs` writes that down.
 """
 
 from __future__ import annotations
@@ -22,17 +29,24 @@ import json
 import os
 import platform
 import re
+import socket
 import subprocess
+import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from detforge.core.atomic import atomic_write_json, atomic_write_text
 from detforge.core.errors import ConfigError
 
-__all__ = ["MetricsLog", "environment_info", "git_info", "latest_run_dir", "new_run_dir",
-           "read_run_json", "update_run_json"]
+__all__ = ["LOCK_FILE", "MetricsLog", "RunLock", "environment_info", "git_info",
+           "latest_run_dir", "new_run_dir", "reap_dead_runs", "read_run_json", "run_alive",
+           "update_run_json"]
+
+LOCK_FILE = "run.lock"
+_LOCK_WAIT_S = 10.0  # a reader's probe holds the lock for microseconds
 
 _VERSION = re.compile(r"^v(\d+)$")
 _PACKAGES = ("detforge", "ultralytics", "torch", "torchvision", "numpy", "mlflow",
@@ -180,18 +194,142 @@ def environment_info(threads: int) -> dict[str, Any]:
     }
 
 
-def read_run_json(run_dir: str | Path) -> dict[str, Any]:
-    """The ``run.json`` of ``run_dir`` ({} when absent)."""
-    path = Path(run_dir) / "run.json"
+class RunLock:
+    """The lock the process training a run holds for as long as it runs (``run.lock``).
+
+    It is an advisory ``flock``: the kernel releases it when the process ends, however it
+    ends, so a run whose lock is free is not being trained. Hand-written on ``fcntl`` rather
+    than taken from ``filelock``: readers must test the lock without taking it from its
+    owner, and the file must never be deleted under a waiting owner.
+
+    Args:
+        run_dir: The run directory.
+        wait_s: How long :meth:`acquire` retries while another process holds the lock.
+
+    Raises:
+        ConfigError: Another live process holds the lock (the run is being trained).
+    """
+
+    def __init__(self, run_dir: str | Path, *, wait_s: float = _LOCK_WAIT_S) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self.wait_s = wait_s
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock (waiting briefly for a reader's probe), or raise."""
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    owner = read_run_json(self.path.parent)
+                    raise ConfigError(
+                        f"{self.path.parent}: this run is being trained by another process "
+                        f"(pid {owner.get('pid')} on {owner.get('host')}); wait for it or stop "
+                        f"it first") from None
+                time.sleep(0.01)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Let the lock go (closing the descriptor releases the flock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire() if self._fd is None else self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+def run_alive(run_dir: str | Path) -> bool | None:
+    """Whether a process holds the run's lock: True, False, or None when the run has no lock
+    file (made by an older detforge; then a recorded pid on this host is checked)."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return _pid_alive(_read_raw(Path(run_dir)))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the shared lock when it was taken
+    return False
+
+
+def _pid_alive(record: dict[str, Any]) -> bool | None:
+    pid, host = record.get("pid"), record.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_raw(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
     if not path.is_file():
         return {}
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
 
 
+def read_run_json(run_dir: str | Path) -> dict[str, Any]:
+    """The ``run.json`` of ``run_dir`` ({} when absent).
+
+    A ``running`` run that no live process holds (killed outright) is reported with
+    ``status`` ``died`` (the file is not changed; :func:`reap_dead_runs` does that).
+    """
+    data = _read_raw(Path(run_dir))
+    if data.get("status") == "running" and run_alive(run_dir) is False:
+        data["status"] = "died"
+    return data
+
+
+def reap_dead_runs(out: str | Path, name: str) -> list[tuple[Path, dict[str, Any]]]:
+    """Write ``status: died`` into every run of ``name`` under ``out`` that says ``running``
+    but whose process is gone.
+
+    Returns:
+        The runs marked, with their records (the caller ends their MLflow runs).
+    """
+    marked = []
+    for version in _versions(Path(out) / name):
+        run_dir = Path(out) / name / f"v{version}"
+        if _read_raw(run_dir).get("status") == "running" and run_alive(run_dir) is False:
+            marked.append((run_dir, update_run_json(run_dir, status="died",
+                                                    died_noticed=_now())))
+    return marked
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def update_run_json(run_dir: str | Path, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into ``run.json`` (atomically) and return the whole record."""
-    data = read_run_json(run_dir)
+    data = _read_raw(Path(run_dir))
     data.update(fields)
     data["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     atomic_write_json(Path(run_dir) / "run.json", data)

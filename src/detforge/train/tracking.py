@@ -9,14 +9,19 @@ in one process never leak into each other.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from detforge.core.errors import MissingExtraError
+from detforge.core.errors import ConfigError, MissingExtraError
 
-__all__ = ["Tracker", "flatten_params", "resolve_tracking_uri"]
+__all__ = ["Tracker", "check_store", "flatten_params", "resolve_tracking_uri", "store_lock_path"]
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_MLFLOW_TABLES = frozenset({"alembic_version", "experiments", "runs"})
 
 
 def resolve_tracking_uri(uri: str | None, out: str | Path) -> str:
@@ -26,6 +31,63 @@ def resolve_tracking_uri(uri: str | None, out: str | Path) -> str:
     if env := os.environ.get("MLFLOW_TRACKING_URI"):
         return env
     return f"sqlite:///{(Path(out) / 'mlflow.db').resolve()}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_store(uri: str) -> None:
+    """Refuse a ``sqlite:///`` store that is not a SQLite file, is corrupt, or belongs to
+    another application, before MLflow reads it (or adds its tables to it).
+
+    A missing or empty file is fine (MLflow creates the store). Other URIs are not checked.
+
+    Raises:
+        ConfigError: One line naming the file and what is wrong with it.
+    """
+    path = sqlite_path(uri)
+    if path is None or not path.exists():
+        return
+    fix = "point --tracking-uri (or $MLFLOW_TRACKING_URI) at an MLflow store or a new file"
+    if not path.is_file():
+        raise ConfigError(f"{path}: the tracking store is not a file; {fix}")
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if not head:
+        return
+    if head != _SQLITE_MAGIC:
+        raise ConfigError(f"{path}: not a SQLite database (it starts with {head[:8]!r}); {fix}")
+    try:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
+            tables = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            bad = conn.execute("PRAGMA quick_check(1)").fetchone()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"{path}: the SQLite store is unreadable or corrupt ({exc}); restore "
+                          f"it from a backup or {fix}") from exc
+    if bad and bad[0] != "ok":
+        raise ConfigError(f"{path}: the SQLite store is corrupt ({' '.join(bad[0].split())}); "
+                          f"restore it from a backup or {fix}")
+    if tables and not _MLFLOW_TABLES <= tables:
+        shown = ", ".join(sorted(tables)[:5])
+        raise ConfigError(f"{path}: a SQLite database of another application (tables: "
+                          f"{shown}); detforge will not add MLflow's tables to it; {fix}")
+
+
+def store_lock_path(uri: str) -> Path:
+    """The lock file that serialises registry changes to the store ``uri``.
+
+    Beside the database for a SQLite store; otherwise in the user's cache folder, keyed by
+    the URI (which serialises the processes of this machine only).
+    """
+    path = sqlite_path(uri)
+    if path is not None:
+        return path.with_name(path.name + ".lock")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "detforge" / "locks" / (hashlib.sha256(uri.encode()).hexdigest()[:16]
+                                           + ".lock")
 
 
 def flatten_params(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -62,6 +124,7 @@ class Tracker:
         except ModuleNotFoundError as exc:
             raise MissingExtraError("MLflow tracking needs mlflow: pip install 'detforge[train]'"
                                     " (or pass --set tracking.enabled=false)") from exc
+        check_store(uri)
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
@@ -107,10 +170,11 @@ class Tracker:
                 self.client.log_artifact(self._run(), str(f), artifact_path)
 
     def register(self, name: str, artifact_path: str = "weights") -> str:
-        """Register the run's ``artifact_path`` as a new version of model ``name``.
+        """Register the run's ``artifact_path`` as a new version of model ``name``, once: a
+        version this run already registered (before an interruption) is returned instead.
 
         Returns:
-            The new model version number.
+            The model version number.
         """
         from mlflow.exceptions import MlflowException
 
@@ -119,6 +183,10 @@ class Tracker:
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
+        quoted = name.replace("\\", "\\\\").replace("'", "\\'")
+        for mv in self.client.search_model_versions(f"name='{quoted}'"):
+            if mv.run_id == self._run():
+                return str(mv.version)
         run = self.client.get_run(self._run())
         version = self.client.create_model_version(
             name, source=f"{run.info.artifact_uri}/{artifact_path}", run_id=self._run())

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import importlib
 import io
+import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import ImageFile
+from tests.hostile_inputs import dev_zero_link, fifo, pfm, png_header
 
 from detforge.data.dataset import Dataset, ImageTable
 from detforge.data.validate import validate
 from detforge.data.validate.duplicates import near_duplicate_pairs
 from detforge.data.validate.images import probe_image
 
-from .conftest import H, MakeDataset, W, noise_image
+from .conftest import H, MakeDataset, W, noise_image, plant_defects
 
 
 def _encoded(fmt: str) -> bytes:
@@ -101,3 +108,57 @@ def test_many_identical_hashes_stay_fast() -> None:
     assert time.perf_counter() - start < 5
     assert len(findings) == n - 1
     assert [f.check for f in findings].count("split_leak") == 1
+
+
+WAIT_S = 60.0  # an upper bound for a check that must not block; never a lower bound
+
+
+def test_special_and_oversized_images_are_reported_not_read(tmp_path: Path,
+                                                           make_dataset: MakeDataset) -> None:
+    """/dev/zero behind a symlink, a FIFO, a 50000x50000 PNG header and a PFM file: each
+    is one finding, and validation ends (it used to read /dev/zero forever)."""
+    ds = make_dataset(n_images=8)
+    assert ds.root is not None
+    images = ds.root / "images" / "train"
+    for name in ("img_00.png", "img_01.jpg", "img_02.jpg", "img_04.jpg"):
+        (images / name).unlink()
+    dev_zero_link(images / "img_00.png")
+    fifo(images / "img_01.jpg")
+    (images / "img_02.jpg").write_bytes(png_header(50000, 50000))
+    (images / "img_04.jpg").write_bytes(pfm(40000, 40000))
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(validate(ds, progress=False)),
+                              daemon=True)
+    thread.start()
+    thread.join(WAIT_S)
+    if thread.is_alive():
+        with contextlib.suppress(OSError):  # release a reader blocked on the FIFO
+            os.close(os.open(images / "img_01.jpg", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"validate still reading after {WAIT_S:.0f} s")
+    found = {f.file: f.message for f in box[0].findings if f.check == "unreadable_image"}
+    assert set(found) == {f"images/train/{n}" for n in ("img_00.png", "img_01.jpg",
+                                                         "img_02.jpg", "img_04.jpg")}
+    assert "not a regular file (a character device)" in found["images/train/img_00.png"]
+    assert "not a regular file (a FIFO" in found["images/train/img_01.jpg"]
+    assert "50000x50000 = 2,500,000,000 pixels, over the 64,000,000-pixel cap" in found[
+        "images/train/img_02.jpg"]
+    assert "PFM images are not supported" in found["images/train/img_04.jpg"]
+
+
+def test_a_failed_fix_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fix_log.jsonl is written before the repaired copy is moved into place: if the log
+    cannot be written, there is no copy without its log."""
+    fix_module = importlib.import_module("detforge.data.validate.fix")
+
+    src = tmp_path / "src"
+    src.mkdir()
+    ds = plant_defects(src)
+    report = validate(ds, progress=False)
+
+    def disk_full(path: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(fix_module, "atomic_write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        fix_module.fix(ds, report, tmp_path / "fixed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

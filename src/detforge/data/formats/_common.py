@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from detforge.core.atomic import link_or_copy, make_temp_dir
+from detforge.core.atomic import link_or_copy, stage_dir
 from detforge.core.errors import ConfigError, DatasetError
 from detforge.data.dataset import UNSET_SPLIT, Dataset
 from detforge.data.images import image_key, image_size
@@ -271,7 +271,7 @@ def staged_output(out: Path) -> Iterator[Path]:
         raise ConfigError(f"{out}: output exists and is not an empty folder; choose a new "
                           "folder or remove it first (detforge never overwrites a dataset)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = make_temp_dir(out.parent, prefix=f".{out.name}.", suffix=".partial")
+    stage = stage_dir(out)  # removes the stages killed runs left beside out
     try:
         yield stage
         if out.exists():

@@ -323,12 +323,12 @@ def _objects(ds: Dataset, keep: NDArray[np.bool_]) -> list[str]:
 def _depth(src: Path | None) -> int:
     if src is None or not exists_file(src):
         return 3
-    from PIL import Image
+    from detforge.core.imageio import open_image
 
     try:
-        with Image.open(src) as im:
+        with open_image(src) as im:
             return len(im.getbands())
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except OSError:  # ImageError included: a header it cannot read
         return 3
 
 

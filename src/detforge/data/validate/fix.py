@@ -17,6 +17,8 @@ alone: they need a person's judgement. The source dataset is never written to.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from detforge.core.atomic import atomic_write_text
+from detforge.core.atomic import atomic_write_text, stage_dir
 from detforge.core.errors import ConfigError
 from detforge.data.dataset import Dataset
 from detforge.data.formats.policy import WriteOptions, WriteSummary
@@ -123,11 +125,20 @@ def fix(dataset: Dataset, report: ValidationReport, out: str | Path,
     fixed, log = repair(dataset, report)
     from detforge.data.formats import write_dataset
 
-    written = write_dataset(fixed, out, fmt, options=options)
-    log_path = out / FIX_LOG
-    atomic_write_text(log_path, "".join(json.dumps(e) + "\n" for e in log))
+    # The copy and its log appear together or not at all: both are written into a staging
+    # folder beside ``out``, which is then renamed into place.
+    stage = stage_dir(out)
+    try:
+        staged = stage / "dataset"
+        written = write_dataset(fixed, staged, fmt, options=options)
+        atomic_write_text(staged / FIX_LOG, "".join(json.dumps(e) + "\n" for e in log))
+        if out.is_dir():
+            out.rmdir()  # _check_out: empty
+        os.replace(staged, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     changes = dict(sorted(Counter(e["action"] for e in log).items()))
-    return FixResult(out, log_path, str(fmt), fixed, changes, written)
+    return FixResult(out, out / FIX_LOG, str(fmt), fixed, changes, written)
 
 
 def repair(dataset: Dataset, report: ValidationReport,

@@ -2,6 +2,9 @@
 
 Every image is read once (in a thread pool, with a progress bar): its bytes give the
 SHA-256 (exact duplicates) and, decoded, its size and perceptual hash (near duplicates).
+Files are opened through :mod:`detforge.core.imageio`: a FIFO, a device (``/dev/zero``) or a
+symlink to one is reported unread, and an image whose header declares more pixels than the
+cap (64 MP, ``$DETFORGE_MAX_PIXELS``) is reported without being decoded.
 
 Truncation is detected deterministically, whatever ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``
 is set to by other code: a JPEG must end with its EOI marker and a PNG with its IEND
@@ -11,15 +14,16 @@ chunk, and the pixel data must decode.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
+from detforge.core.imageio import ImageError, open_image, read_file
 from detforge.data.dataset import Dataset
 from detforge.data.validate.report import Finding, image_label_file
 
@@ -69,46 +73,45 @@ def _truncation(data: bytes) -> str:
     return ""
 
 
-def probe_image(path: str | os.PathLike[str]) -> ImageProbe:
+def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> ImageProbe:
     """Read, decode and hash one image.
 
     Args:
         path: The image file.
+        max_pixels: Pixel cap checked on the header before decoding (default: 64 MP or
+            ``$DETFORGE_MAX_PIXELS``).
 
     Returns:
         The probe; never raises for a bad image (the status says what is wrong).
     """
     import imagehash
-    from PIL import Image
 
+    path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return ImageProbe("missing", error="file not found")
-    except IsADirectoryError:
-        return ImageProbe("missing", error="path is a directory, not an image")
-    except OSError as exc:
-        return ImageProbe("unreadable", error=f"cannot read the file ({exc})")
+        data = read_file(path, max_pixels=max_pixels)
+    except ImageError as exc:
+        if exc.kind == "missing":
+            return ImageProbe("missing", error="file not found")
+        if exc.kind == "not_a_file" and path.is_dir():
+            return ImageProbe("missing", error="path is a directory, not an image")
+        sha = hashlib.sha256(b"").hexdigest() if exc.kind == "empty" else ""
+        return ImageProbe("unreadable", sha256=sha, error=exc.reason)
     sha = hashlib.sha256(data).hexdigest()
-    if not data:
-        return ImageProbe("unreadable", sha256=sha, error="file is empty (0 bytes)")
     truncated = _truncation(data)
-    if truncated:
-        return ImageProbe("truncated", sha256=sha, error=truncated)
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_image(data, max_pixels=max_pixels, name=path) as im:  # header checks first
+            if truncated:
+                return ImageProbe("truncated", sha256=sha, error=truncated)
             width, height = im.size
             orientation = im.getexif().get(0x0112, 1)
             if im.format == "JPEG":
                 im.draft("L", (4 * _HASH_SIZE * 2, 4 * _HASH_SIZE * 2))
             im.load()
             phash = imagehash.phash(im, hash_size=_HASH_SIZE)
-    except Image.DecompressionBombError as exc:
-        return ImageProbe("unreadable", sha256=sha, error=f"image is too large ({exc})")
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        kind: Status = "truncated" if "truncated" in str(exc).lower() else "unreadable"
-        return ImageProbe(kind, sha256=sha, error=f"{type(exc).__name__}: {exc}")
+    except ImageError as exc:
+        cause = exc.__cause__
+        kind: Status = "truncated" if "truncated" in str(cause or exc).lower() else "unreadable"
+        return ImageProbe(kind, sha256=sha, error=exc.reason)
     bits = np.packbits(phash.hash.reshape(-1).astype(np.uint8))
     return ImageProbe("ok", int(width), int(height), sha,
                       int.from_bytes(bits.tobytes(), "big"),

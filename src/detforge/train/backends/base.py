@@ -72,6 +72,16 @@ class TrainerBackend(Protocol):
         """Continue an interrupted run from its ``last`` checkpoint."""
         ...
 
+    def training_done(self, config: TrainConfig, last: Path) -> bool:
+        """Whether ``last`` is the checkpoint of a run that trained every epoch (or stopped
+        early): only its final validation can be left to do."""
+        ...
+
+    def finish(self, config: TrainConfig, *, run_dir: Path, data_yaml: Path,
+               epochs_done: int) -> BackendRun:
+        """Finalise a run whose epochs are all trained: the final validation of ``best``."""
+        ...
+
     def model_info(self, weights: Path, imgsz: int) -> ModelInfo:
         """Parameters and GFLOPs of ``weights`` at ``imgsz``."""
         ...

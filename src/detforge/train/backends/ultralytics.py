@@ -194,6 +194,34 @@ class UltralyticsBackend:
                     project=str(run_dir.parent.resolve()), name=run_dir.name, exist_ok=True)
         return self._result(run_dir, state)
 
+    def training_done(self, config: TrainConfig, last: Path) -> bool:
+        """True when ``last.pt`` has no optimiser state (Ultralytics strips it once training
+        ends) or holds the last epoch."""
+        ckpt = getattr(self._model(config, last), "ckpt", None) or {}
+        epoch = int(ckpt.get("epoch", -1))
+        return ckpt.get("optimizer") is None or epoch < 0 or epoch + 1 >= config.epochs
+
+    def finish(self, config: TrainConfig, *, run_dir: Path, data_yaml: Path,
+               epochs_done: int) -> BackendRun:
+        """What Ultralytics does after the last epoch: strip the optimiser from ``last.pt``
+        and ``best.pt``, then validate ``best.pt`` (its metrics are the run's final ones)."""
+        weights = run_dir / "weights"
+        best = weights / "best.pt" if (weights / "best.pt").is_file() else weights / "last.pt"
+        import_ultralytics(Path(config.out) / ".ultralytics")
+        configure_threads(config.threads)
+        tu: Any = importlib.import_module("ultralytics.utils.torch_utils")
+        for ckpt in (weights / "last.pt", weights / "best.pt"):
+            if ckpt.is_file():
+                tu.strip_optimizer(ckpt)
+        model = self._model(config, best)
+        results = model.val(data=str(data_yaml), imgsz=config.train_imgsz, batch=config.batch,
+                            device=config.device, plots=False, verbose=False,
+                            project=str(run_dir.resolve()), name="final_val", exist_ok=True)
+        final = {metric_name(k): float(v) for k, v in results.results_dict.items()
+                 if k != "fitness"}
+        return BackendRun(save_dir=run_dir, best=best, last=weights / "last.pt",
+                          final_metrics=final, epochs_done=epochs_done)
+
     def model_info(self, weights: Path, imgsz: int) -> ModelInfo:
         """Parameters and GFLOPs of ``weights`` at a square ``imgsz``."""
         tu: Any = importlib.import_module("ultralytics.utils.torch_utils")
