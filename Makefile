@@ -7,7 +7,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := False
 export MPLBACKEND := Agg
 
-.PHONY: install test test-fast lint typecheck demo bench clean
+.PHONY: install system-deps test test-fast lint typecheck demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# Debian packages the tests drive: Chromium for the library web page (Playwright uses it,
+# never a browser of its own). Installed only when missing and we are root with apt-get;
+# otherwise a note, and the browser tests skip.
+system-deps:
+	@if [ -x /usr/bin/chromium ]; then echo "system-deps: chromium present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium fonts-dejavu-core) \
+	  || echo "system-deps: chromium could not be installed; the browser tests will skip"; \
+	else echo "system-deps: not root or no apt-get; install chromium to run the browser tests"; fi
+
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-deps
 	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
 
 lint: $(STAMP)
