@@ -118,7 +118,7 @@ def analyse_still(path: str | Path, kind: Kind, *, quality: bool = True,
     meta = read_meta(data, kind)
     t1 = time.perf_counter()
     decoded = decode_still(data, kind, min_side=max(min_side, ANALYSIS_SIDE if quality else 0),
-                           max_pixels=max_pixels, orientation=meta.orientation)
+                           max_pixels=max_pixels)
     del data
     t2 = time.perf_counter()
     small = analysis_image(decoded.rgb)

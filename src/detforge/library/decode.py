@@ -30,7 +30,6 @@ __all__ = ["DEFAULT_MAX_PIXELS", "Decoded", "UndecodableError", "decode_still",
 DEFAULT_MAX_PIXELS = 250_000_000
 _REDUCED = ((8, "IMREAD_REDUCED_COLOR_8"), (4, "IMREAD_REDUCED_COLOR_4"),
             (2, "IMREAD_REDUCED_COLOR_2"))
-_SWAPS_AXES = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees
 
 
 class UndecodableError(Exception):
@@ -69,7 +68,7 @@ def register_heif() -> None:
 
 
 def decode_still(data: bytes, kind: Kind, *, min_side: int = 0,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, orientation: int = 1) -> Decoded:
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
     """Decode the encoded bytes of a still image.
 
     Args:
@@ -77,7 +76,6 @@ def decode_still(data: bytes, kind: Kind, *, min_side: int = 0,
         kind: ``image``, ``heif`` or ``raw`` (:func:`~detforge.library.formats.kind_of`).
         min_side: Smallest short side the caller needs; lets JPEG and RAW decode smaller.
         max_pixels: Refuse images with more pixels than this.
-        orientation: The EXIF orientation (1..8), used for the full upright size.
 
     Returns:
         The :class:`Decoded` image.
@@ -92,7 +90,7 @@ def decode_still(data: bytes, kind: Kind, *, min_side: int = 0,
         return _decode_raw(data, min_side, max_pixels)
     if kind == "heif":
         return _decode_pillow(data, max_pixels, heif=True)
-    return _decode_cv2(data, min_side, max_pixels, orientation)
+    return _decode_cv2(data, min_side, max_pixels)
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
@@ -101,13 +99,11 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
                                f"(a decompression bomb, or raise --max-pixels)")
 
 
-def _decode_cv2(data: bytes, min_side: int, max_pixels: int, orientation: int) -> Decoded:
+def _decode_cv2(data: bytes, min_side: int, max_pixels: int) -> Decoded:
     import cv2
 
     width, height = _header_size(data)
     _check_pixels(width, height, max_pixels)
-    if orientation in _SWAPS_AXES:
-        width, height = height, width
     flag = cv2.IMREAD_COLOR
     if data[:2] == b"\xff\xd8" and min_side > 0:
         for factor, name in _REDUCED:
@@ -118,6 +114,11 @@ def _decode_cv2(data: bytes, min_side: int, max_pixels: int, orientation: int) -
     bgr = cv2.imdecode(buf, flag)
     if bgr is None:
         raise UndecodableError("not a decodable image (corrupt, truncated or unknown format)")
+    h, w = bgr.shape[:2]
+    if flag == cv2.IMREAD_COLOR:
+        width, height = w, h
+    elif (h > w) != (height > width) and h != w:  # OpenCV turned it upright (EXIF)
+        width, height = height, width
     return Decoded(np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8), width, height)
 
 

@@ -505,6 +505,7 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
                     _run_without_model(run, items, workers=n_workers)
             finally:
                 bar.close()
+        run.summary.moved = writer.outcome.moved
         _finish(run, con, prune=prune)
         run.summary.wall_s = time.perf_counter() - t0
         run.summary.phase_rates = run.clock.rates()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class ClipTagger:
             raise TaggerError("the tag vocabulary is empty; pass --tags FILE with one tag "
                               "per line")
         self._torch = torch
+        logging.disable(logging.WARNING)  # "initialized randomly": the weights load next
         try:
             model: Any = open_clip.create_model(
                 f"local-dir:{folder}", load_weights=False, pretrained_image=False,
@@ -79,6 +81,8 @@ class ClipTagger:
             raise TaggerError(f"{weights}: not an OpenCLIP model matching {folder / CONFIG_NAME} "
                               f"({type(exc).__name__}: {str(exc)[:200]}); pass a folder saved "
                               f"by OpenCLIP") from exc
+        finally:
+            logging.disable(logging.NOTSET)
         model.eval()
         self._model = model
         self._device = device

@@ -205,13 +205,11 @@ def _preview(path: str) -> bytes | None:
     from detforge.library.analyse import thumbnail_jpeg
     from detforge.library.decode import UndecodableError, decode_still
     from detforge.library.formats import kind_of
-    from detforge.library.meta import read_meta
 
     kind = kind_of(path)
     try:
         data = Path(path).read_bytes()
-        decoded = decode_still(data, kind, min_side=_PREVIEW_SIDE,
-                               orientation=read_meta(data, kind).orientation)
+        decoded = decode_still(data, kind, min_side=_PREVIEW_SIDE)
         return thumbnail_jpeg(decoded.rgb, _PREVIEW_SIDE)
     except (OSError, UndecodableError, DetforgeError):
         return None
