@@ -176,6 +176,8 @@ def make_library(root: Path) -> dict[str, Any]:
               for s in range(12)]
     p["video1"] = write_video(root / "v" / "clip1.avi", frames, fps=6)
     p["video2"] = write_video(root / "v" / "clip2.avi", frames[::-1], fps=6)
+    for key in ("video1", "video2"):  # no EXIF: their date is the file's mtime
+        set_mtime(p[key], "2024-08-09T10:00:00")
     hidden = root / ".thumbnails" / "x.jpg"
     save_image(hidden, base, "JPEG")
     return {"paths": {k: str(v.absolute()) for k, v in p.items()},

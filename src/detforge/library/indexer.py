@@ -394,18 +394,28 @@ def _label(classes: tuple[str, ...], cid: int) -> str:
 
 
 class _VideoOnlyTracker:
-    """ByteTrack for video frames; photos pass through untouched."""
+    """ByteTrack for video frames; photos pass through untouched. Ultralytics (which holds
+    ByteTrack) is imported at the first video frame, not before."""
 
     def __init__(self, run: _Run, frame_rate: float) -> None:
-        from detforge.runtime.track import ByteTracker
-
         self.run = run
-        self.tracker = ByteTracker(frame_rate=frame_rate)
+        self.frame_rate = frame_rate
+        self.tracker: Any = None
+        self.available = importlib.util.find_spec("ultralytics") is not None
 
     def update(self, source: str, detections: Any) -> Any:
-        if source in self.run.videos:
-            return self.tracker.update(source, detections)
-        return detections
+        if source not in self.run.videos or not self.available:
+            return detections
+        if self.tracker is None:
+            from detforge.runtime.track import ByteTracker
+
+            try:
+                self.tracker = ByteTracker(frame_rate=self.frame_rate)
+            except MissingExtraError:
+                self.available = False
+                return detections
+            self.run.summary.tracked = True
+        return self.tracker.update(source, detections)
 
 
 def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
@@ -539,12 +549,8 @@ def _run_with_model(run: _Run, model: Model, items: Iterator[SourceItem], *,
     from detforge.runtime.pipeline import Tracker, run_pipeline
 
     tracker: Tracker | None = None
-    if "video" in run.phases:
-        try:
-            tracker = _VideoOnlyTracker(run, frame_rate=1.0 / every_s)
-            run.summary.tracked = True
-        except MissingExtraError:
-            tracker = None  # videos are still sampled and detected, without track ids
+    if "video" in run.phases:  # without Ultralytics, videos get detections but no track ids
+        tracker = _VideoOnlyTracker(run, frame_rate=1.0 / every_s)
     sink = _LibrarySink(run, model.classes)
     stats = run_pipeline(model, items, [sink], batch=batch, workers=workers, tracker=tracker,
                          progress=False, fast_decode=True)
