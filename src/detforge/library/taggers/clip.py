@@ -79,8 +79,8 @@ class ClipTagger:
             tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
         except Exception as exc:  # open_clip raises many kinds for a wrong file
             raise TaggerError(f"{weights}: not an OpenCLIP model matching {folder / CONFIG_NAME} "
-                              f"({type(exc).__name__}: {str(exc)[:200]}); pass a folder saved "
-                              f"by OpenCLIP") from exc
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); pass a "
+                              f"folder saved by OpenCLIP") from exc
         finally:
             logging.disable(logging.NOTSET)
         model.eval()

@@ -115,13 +115,13 @@ async function openDetail(id) {
       const label = document.createElementNS(SVG, "text");
       label.setAttribute("class", "box-label");
       label.setAttribute("x", x1 + 2); label.setAttribute("y", Math.max(y1 - 3, 12));
-      label.setAttribute("font-size", Math.max(12, h / 30));
+      label.setAttribute("font-size", Math.max(4, h / 28));
       label.textContent = `${det.label} ${det.score.toFixed(2)}`;
       svg.append(rect, label);
     }
     media.append(svg);
   } else {
-    const img = el("img", { alt: "first frame", style: "max-width:100%" });
+    const img = el("img", { alt: "first frame", class: "frame" });
     loadImage(img, `/api/thumb/${id}`);
     media.append(img, videoSummary(d));
   }
