@@ -187,7 +187,7 @@ def test_a_new_model_reanalyses_objects_only_where_needed(library: tuple[Path, d
     assert rows(db, "SELECT count(*) FROM detections")[0][0] == 0
     s = index_library(root, db=db, progress=False, model=tiny_model, phases="objects",
                       video_every_s=0.5)
-    assert s.analysed == 10  # the photos; videos get frames only with the video phase
+    assert s.analysed == 10, s  # the photos; videos get frames only with the video phase
     assert rows(db, "SELECT count(*) FROM contents WHERE phases LIKE '%objects%'")[0][0] == 10
     # quality measured by the first run is kept
     assert rows(db, "SELECT count(*) FROM contents WHERE sharpness IS NOT NULL")[0][0] == 10

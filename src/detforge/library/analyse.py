@@ -120,7 +120,6 @@ def analyse_still(path: str | Path, kind: Kind, *, quality: bool = True,
     decoded = decode_still(data, kind, min_side=max(min_side, ANALYSIS_SIDE if quality else 0),
                            max_pixels=max_pixels)
     del data
-    t2 = time.perf_counter()
     small = analysis_image(decoded.rgb)
     result = StillAnalysis(meta, decoded.width, decoded.height, thumb=thumbnail_jpeg(small))
     t3 = time.perf_counter()

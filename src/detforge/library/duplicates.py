@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detforge.core.errors import ConfigError
-from detforge.library.hashing import hamming_to_many
+from detforge.library.hashing import hamming_to_many, popcount64
 
 __all__ = ["MAX_THRESHOLD", "DuplicateGroup", "find_duplicates", "near_pairs"]
 
@@ -77,19 +77,12 @@ def near_pairs(hashes: NDArray[np.int64], threshold: int) -> NDArray[np.int64]:
             for a in range(0, len(idx), 512):  # blocks bound the memory of a large bucket
                 rows = idx[a:a + 512]
                 x = u[rows][:, None] ^ u[idx][None, :]
-                dist = _popcount(x)
+                dist = popcount64(x)
                 ii, jj = np.nonzero(dist <= threshold)
                 gi, gj = rows[ii], idx[jj]
                 keep = gi < gj
                 found.update(zip(gi[keep].tolist(), gj[keep].tolist(), strict=True))
     return np.array(sorted(found), np.int64).reshape(-1, 2)
-
-
-def _popcount(x: NDArray[np.uint64]) -> NDArray[np.int64]:
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(x).astype(np.int64)
-    bits = np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1)
-    return bits.sum(axis=-1, dtype=np.int64)
 
 
 def _components(n: int, pairs: NDArray[np.int64]) -> list[list[int]]:
@@ -145,8 +138,9 @@ def find_duplicates(con: sqlite3.Connection, *, threshold: int = 6,
     by_hash: dict[str, list[dict[str, Any]]] = {}
     phashes: dict[str, int] = {}
     for file_id, path, h, w, ht, size, sharp, date, ph in rows:
-        by_hash.setdefault(h, []).append({"id": file_id, "path": path, "hash": h, "width": w, "height": ht,
-                                          "size": size, "sharpness": sharp, "date": date})
+        by_hash.setdefault(h, []).append({"id": file_id, "path": path, "hash": h, "width": w,
+                                          "height": ht, "size": size, "sharpness": sharp,
+                                          "date": date})
         if ph is not None:
             phashes[h] = int(ph)
     groups: list[DuplicateGroup] = []

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["file_sha256", "hamming", "hamming_to_many", "phash"]
+__all__ = ["file_sha256", "hamming", "hamming_to_many", "phash", "popcount64"]
 
 _CHUNK = 1 << 20
 
@@ -61,7 +61,14 @@ def hamming_to_many(hashes: NDArray[np.int64], target: int) -> NDArray[np.int64]
     """Hamming distance from ``target`` to each of ``hashes`` (vectorised)."""
     x = np.ascontiguousarray(hashes, np.int64).view(np.uint64) ^ np.uint64(
         target & 0xFFFFFFFFFFFFFFFF)
+    return popcount64(x)
+
+
+def popcount64(x: NDArray[np.uint64]) -> NDArray[np.int64]:
+    """Set bits of each 64-bit word, any shape."""
     if hasattr(np, "bitwise_count"):  # numpy >= 2.0
-        return np.bitwise_count(x).astype(np.int64)
-    bits = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1)
-    return bits.sum(axis=1, dtype=np.int64)
+        out: NDArray[np.int64] = np.bitwise_count(x).astype(np.int64)
+        return out
+    bits = np.unpackbits(np.ascontiguousarray(x).view(np.uint8).reshape(*x.shape, 8), axis=-1)
+    counted: NDArray[np.int64] = bits.sum(axis=-1, dtype=np.int64)
+    return counted

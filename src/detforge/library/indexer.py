@@ -351,9 +351,9 @@ class _Run:
             self._store(record, entry)
 
     def _store(self, record: ContentRecord, entry: FileEntry) -> None:
-        copies = self.planner.in_flight.release(record.hash)
-        self.writer.content(record, [entry, *copies])
-        self.count("analysed", 1, 1 + len(copies))
+        n = self.planner.in_flight.release_into(
+            record.hash, lambda copies: self.writer.content(record, [entry, *copies]))
+        self.count("analysed", 1, 1 + n)
         if record.detections:
             self.summary.detections += len(record.detections)
 
@@ -463,7 +463,7 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
             stored; install it and run again).
 
     Example:
-        >>> summary = index_library("Photos", db="photos.sqlite", model="yolo11n.onnx")  # doctest: +SKIP
+        >>> index_library("Photos", db="p.sqlite", model="yolo11n.onnx")  # doctest: +SKIP
     """
     from tqdm import tqdm
 
@@ -494,7 +494,7 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
         writer = Writer(con, commit_every=commit_every)
         planner = Planner(reader, phases=phase_set, objects_model=model_id,
                           tags_model=loaded_tagger.name if loaded_tagger else None,
-                          retry_errors=retry_errors)
+                          retry_errors=retry_errors, queued=writer.is_queued)
         bar = tqdm(total=total, unit="file", disable=not progress, dynamic_ncols=True,
                    desc="index")
         run = _Run(root, db=db_path, phases=phase_set, model=loaded_model, model_id=model_id,

@@ -92,6 +92,15 @@ class InFlight:
         with self._lock:
             return self._waiting.pop(hash_, [])
 
+    def release_into(self, hash_: str, store: Callable[[list[FileEntry]], None]) -> int:
+        """Release ``hash_`` and queue its result with ``store(copies)`` in one step, so the
+        planner sees the hash either in flight or queued, never neither. Returns the number
+        of copies."""
+        with self._lock:
+            copies = self._waiting.pop(hash_, [])
+            store(copies)
+            return len(copies)
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._waiting)
@@ -106,12 +115,15 @@ class Planner:
         objects_model: Identity of the detector (None: no detector).
         tags_model: Identity of the tagger (None: no tagger).
         retry_errors: Analyse again unchanged files that failed before.
+        queued: Whether a content is stored but not yet committed (the writer's queue).
     """
 
     def __init__(self, con: sqlite3.Connection, *, phases: frozenset[str],
                  objects_model: str | None, tags_model: str | None,
-                 retry_errors: bool = False) -> None:
+                 retry_errors: bool = False,
+                 queued: Callable[[str], bool] = lambda h: False) -> None:
         self.con = con
+        self.queued = queued
         self.phases = phases
         self.objects_model = objects_model
         self.tags_model = tags_model
@@ -181,7 +193,7 @@ class Planner:
             entry, h = item
             if self.in_flight.add_copy(h, entry):
                 yield Decision("duplicate", entry, h)
-            elif self.complete(h, entry.kind) or not self.in_flight.claim(h):
+            elif self.queued(h) or self.complete(h, entry.kind) or not self.in_flight.claim(h):
                 yield Decision("link", entry, h)
             else:
                 yield Decision("analyse", entry, h)

@@ -76,7 +76,8 @@ class Writer:
     """Queue units and commit them in batches (thread-safe).
 
     Args:
-        con: The writable connection (autocommit mode; see :func:`~detforge.library.store.open_store`).
+        con: The writable connection, in autocommit mode
+            (:func:`~detforge.library.store.open_store`).
         commit_every: Units per transaction.
         max_delay_s: Longest a queued unit waits for its commit.
     """
@@ -89,6 +90,7 @@ class Writer:
         self.outcome = FileOutcome()
         self.committed = 0
         self._units: list[Unit] = []
+        self._queued_contents: set[str] = set()
         self._lock = threading.Lock()
         self._last = time.monotonic()
 
@@ -96,7 +98,14 @@ class Writer:
     def content(self, record: ContentRecord, files: Iterable[FileEntry]) -> None:
         """Store an analysed content and point ``files`` at it."""
         entries = list(files)
+        with self._lock:
+            self._queued_contents.add(record.hash)
         self._queue(lambda con: self._write_content(con, record, entries))
+
+    def is_queued(self, hash_: str) -> bool:
+        """Whether the content ``hash_`` is queued and not yet committed."""
+        with self._lock:
+            return hash_ in self._queued_contents
 
     def link(self, entry: FileEntry, hash_: str) -> None:
         """Point ``entry`` at an already analysed content (unchanged, moved or copied)."""
@@ -137,6 +146,7 @@ class Writer:
             con.execute("ROLLBACK")
             raise
         self.committed += len(units)
+        self._queued_contents.clear()
 
     # -- units ----------------------------------------------------------------------------
     def _write_file(self, con: sqlite3.Connection, entry: FileEntry, hash_: str | None,
