@@ -284,8 +284,7 @@ class _Run:
             cols["objects_model"] = self.model_id
             phases.add("objects")
             detections = rows
-        record = ContentRecord(hash_, "image", cols, frozenset(phases),
-                               taken_at=analysis.meta.taken_at, detections=detections,
+        record = ContentRecord(hash_, "image", cols, frozenset(phases), detections=detections,
                                thumb=analysis.thumb)
         self.emit(record, item_entry, analysis.tag_input)
 
@@ -612,6 +611,7 @@ def _finish(run: _Run, con: Any, *, prune: bool) -> None:
         for table in ("detections", "objects", "tags", "tracks", "thumbnails", "contents"):
             con.execute(f"DELETE FROM {table} WHERE hash NOT IN ({live})")
         con.execute("COMMIT")
+        con.execute("PRAGMA optimize")  # refresh the planner's statistics when they drifted
     except BaseException:
         con.execute("ROLLBACK")
         raise

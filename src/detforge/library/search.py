@@ -13,8 +13,8 @@ word means, in this order (docs/decisions/0032-library-search.md):
    that kind of file; ``sharp`` -- sharpness at least :data:`SHARP`; ``blurry`` -- below
    :data:`BLURRY`; ``unique`` -- one file per content (exact copies collapsed);
 6. a filler word (``with``, ``a``, ``the``, ``taken``, ``in``, ``from``, ...) -- ignored;
-7. anything else -- text that must appear (case-insensitive) in the path, the camera make
-   or model, or the lens.
+7. anything else -- text that must appear (case-insensitive) in the path or the camera
+   (make and model).
 
 So ``photos with a dog from 2024 taken with the iPhone sharp`` means: kind image, an
 object ``dog``, dated 2024, text ``iphone`` (it matches the camera model), sharpness at
@@ -62,6 +62,7 @@ class SearchQuery:
         after: Earliest date (``YYYY[-MM[-DD]]``, inclusive).
         before: Latest date (exclusive).
         camera: Text in the camera make or model.
+        lens: Text in the lens name.
         min_sharpness: Least sharpness.
         max_sharpness: Most sharpness (exclusive).
         kind: ``image`` or ``video``.
@@ -69,7 +70,7 @@ class SearchQuery:
             its perceptual hash (the file itself left out).
         near_threshold: Hamming distance for ``near_duplicates_of``.
         unique: One file per content.
-        terms: Text terms (path, camera or lens), already parsed.
+        terms: Text terms (path or camera), already parsed.
         limit: Most results (None: all).
         offset: Results to skip.
     """
@@ -80,6 +81,7 @@ class SearchQuery:
     after: str | None = None
     before: str | None = None
     camera: str | None = None
+    lens: str | None = None
     min_sharpness: float | None = None
     max_sharpness: float | None = None
     kind: str | None = None
@@ -118,8 +120,8 @@ def parse_query(text: str, con: sqlite3.Connection, base: SearchQuery | None = N
         ConfigError: A ``key:value`` word with an unknown key or a bad value.
     """
     q = base or SearchQuery()
-    labels = {r[0].lower(): r[0] for r in con.execute("SELECT DISTINCT label FROM objects")}
-    tags = {r[0].lower(): r[0] for r in con.execute("SELECT DISTINCT tag FROM tags")}
+    labels = {v.lower(): v for v in _distinct(con, "objects", "label")}
+    tags = {v.lower(): v for v in _distinct(con, "tags", "tag")}
     objects, found_tags, terms = list(q.objects), list(q.tags), list(q.terms)
     updates: dict[str, Any] = {}
     for m in _TOKEN.finditer(text):
@@ -136,7 +138,9 @@ def parse_query(text: str, con: sqlite3.Connection, base: SearchQuery | None = N
                 found_tags.append(tags.get(value.lower(), value))
             elif key == "camera":
                 updates["camera"] = value
-            elif key in ("lens", "path"):
+            elif key == "lens":
+                updates["lens"] = value
+            elif key == "path":
                 terms.append(value)
             elif key in ("after", "before"):
                 updates[key] = _date(value, f"{key}:")
@@ -175,6 +179,15 @@ def parse_query(text: str, con: sqlite3.Connection, base: SearchQuery | None = N
                    tags=tuple(dict.fromkeys(found_tags)), terms=tuple(terms), **updates)
 
 
+def _distinct(con: sqlite3.Connection, table: str, column: str) -> list[str]:
+    """Distinct values of an indexed column by hopping along its index (one seek per
+    value, not a scan of every row: the vocabulary of a 100,000-photo index in ~0.1 ms)."""
+    sql = (f"WITH RECURSIVE v(x) AS (SELECT min({column}) FROM {table} UNION ALL "
+           f"SELECT (SELECT min({column}) FROM {table} WHERE {column} > x) FROM v "
+           f"WHERE x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL")
+    return [r[0] for r in con.execute(sql)]
+
+
 def _singular(word: str, labels: dict[str, str]) -> str | None:
     for cand in (word, word[:-1] if word.endswith("s") else None,
                  word[:-2] if word.endswith("es") else None):
@@ -204,13 +217,17 @@ def _where(con: sqlite3.Connection, q: SearchQuery) -> tuple[str, list[Any]]:
         clauses.append("f.date < ?")
         args.append(_date(q.before, "--before"))
     if q.camera:
-        clauses.append("(c.camera_make LIKE ? ESCAPE '\\' OR c.camera_model LIKE ? ESCAPE '\\')")
-        args += [_like(q.camera)] * 2
+        clauses.append("f.camera LIKE ? ESCAPE '\\'")
+        args.append(_like(q.camera))
+    if q.lens:
+        clauses.append("EXISTS (SELECT 1 FROM contents c WHERE c.hash = f.hash AND "
+                       "c.lens LIKE ? ESCAPE '\\')")
+        args.append(_like(q.lens))
     if q.min_sharpness is not None:
-        clauses.append("c.sharpness >= ?")
+        clauses.append("f.sharpness >= ?")
         args.append(q.min_sharpness)
     if q.max_sharpness is not None:
-        clauses.append("c.sharpness < ?")
+        clauses.append("f.sharpness < ?")
         args.append(q.max_sharpness)
     if q.kind:
         if q.kind not in ("image", "video"):
@@ -218,16 +235,15 @@ def _where(con: sqlite3.Connection, q: SearchQuery) -> tuple[str, list[Any]]:
         clauses.append("f.kind = ?")
         args.append(q.kind)
     for term in q.terms:
-        clauses.append("(f.path LIKE ? ESCAPE '\\' OR c.camera_make LIKE ? ESCAPE '\\' OR "
-                       "c.camera_model LIKE ? ESCAPE '\\' OR c.lens LIKE ? ESCAPE '\\')")
-        args += [_like(term)] * 4
+        clauses.append("(f.path LIKE ? ESCAPE '\\' OR f.camera LIKE ? ESCAPE '\\')")
+        args += [_like(term)] * 2
     if q.near_duplicates_of is not None:
         path, hashes = _near(con, q.near_duplicates_of, q.near_threshold)
         clauses.append("f.hash IN (SELECT value FROM json_each(?)) AND f.path != ?")
         args += [json.dumps(hashes), path]
     if q.unique:
-        clauses.append("f.id = (SELECT min(g.id) FROM files g WHERE g.hash = f.hash "
-                       "AND g.error IS NULL)")
+        clauses.append("NOT EXISTS (SELECT 1 FROM files g WHERE g.hash = f.hash AND "
+                       "g.id < f.id AND g.error IS NULL)")
     return " AND ".join(clauses), args
 
 
@@ -293,12 +309,18 @@ def search(con: sqlite3.Connection, query: SearchQuery | None = None, *,
     if q.text:
         q = parse_query(q.text, con, q)
     where, args = _where(con, q)
-    base = f"FROM files f JOIN contents c ON c.hash = f.hash WHERE {where}"
-    page = f"SELECT {_COLUMNS} {base} ORDER BY f.date DESC, f.path"
+    # Pages walk the covering index newest first and stop after `limit` matches. Counts do
+    # too, except under an object or tag filter, where starting from that label's rows
+    # (SQLite's own plan) reads less.
+    scan = f"FROM files f INDEXED BY files_search WHERE {where}"
+    base = scan if not (q.objects or q.tags) else f"FROM files f WHERE {where}"
+    ids = f"SELECT f.id {scan} ORDER BY f.date DESC, f.path"
     page_args = list(args)
     if q.limit is not None or q.offset:
-        page += " LIMIT ? OFFSET ?"
+        ids += " LIMIT ? OFFSET ?"
         page_args += [-1 if q.limit is None else q.limit, q.offset]
+    page = (f"WITH page AS ({ids}) SELECT {_COLUMNS} FROM page JOIN files f ON f.id = page.id "
+            f"JOIN contents c ON c.hash = f.hash ORDER BY f.date DESC, f.path")
     records = [dict(zip(_NAMES, row, strict=True)) for row in con.execute(page, page_args)]
     _attach(con, records)
     total = len(records) + q.offset

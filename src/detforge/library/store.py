@@ -62,8 +62,6 @@ CREATE TABLE contents (
     tags_model    TEXT,               -- tagger that chose the tags
     analysed_at   TEXT NOT NULL
 );
-CREATE INDEX contents_sharpness ON contents(sharpness);
-CREATE INDEX contents_camera ON contents(camera_model);
 CREATE TABLE files (
     id         INTEGER PRIMARY KEY,
     path       TEXT NOT NULL UNIQUE,   -- absolute
@@ -72,12 +70,16 @@ CREATE TABLE files (
     size       INTEGER NOT NULL,
     mtime_ns   INTEGER NOT NULL,
     date       TEXT,                   -- taken_at, else the file's mtime (local ISO 8601)
+    camera     TEXT,                   -- copies of the content's search columns, so a
+    sharpness  REAL,                   -- search or a count needs no join
     error      TEXT,                   -- why the file could not be analysed, or NULL
     first_seen TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
 CREATE INDEX files_hash ON files(hash);
-CREATE INDEX files_date ON files(date DESC, path);
+-- covering index of searchable files, newest first: a search scans it alone, never the table
+CREATE INDEX files_search ON files(date DESC, path, kind, camera, sharpness, hash)
+    WHERE error IS NULL AND kind != 'other';
 CREATE TABLE detections (
     hash     TEXT NOT NULL,
     frame    INTEGER NOT NULL,         -- -1 for a photo; the frame index in a video

@@ -24,6 +24,8 @@ from detforge.library.walk import FileEntry
 __all__ = ["ContentRecord", "FileOutcome", "Writer", "now_iso"]
 
 Unit = Callable[[sqlite3.Connection], None]
+# The camera as search sees it: "make model", or just one of them, or NULL.
+_CAMERA = "nullif(trim(coalesce(camera_make, '') || ' ' || coalesce(camera_model, '')), '')"
 
 
 def now_iso() -> str:
@@ -44,7 +46,6 @@ class ContentRecord:
         kind: ``image`` or ``video``.
         columns: ``contents`` columns set by the phases that ran.
         phases: The phases that ran.
-        taken_at: EXIF date (also the files' search date), or None.
         detections: ``(frame, t, label, score, x1, y1, x2, y2, track_id)`` rows, or None
             when the objects phase did not run.
         tags: ``(tag, score)`` pairs, or None when the tags phase did not run.
@@ -56,7 +57,6 @@ class ContentRecord:
     kind: str
     columns: dict[str, Any]
     phases: frozenset[str]
-    taken_at: str | None = None
     detections: Sequence[tuple[Any, ...]] | None = None
     tags: Sequence[tuple[str, float]] | None = None
     tracks: Sequence[tuple[Any, ...]] | None = None
@@ -150,33 +150,37 @@ class Writer:
 
     # -- units ----------------------------------------------------------------------------
     def _write_file(self, con: sqlite3.Connection, entry: FileEntry, hash_: str | None,
-                    error: str | None, taken_at: str | None = None) -> None:
+                    error: str | None) -> None:
         from detforge.library.formats import media_kind
 
         now = now_iso()
-        if taken_at is None and hash_ is not None and error is None:
-            row = con.execute("SELECT taken_at FROM contents WHERE hash=?", (hash_,)).fetchone()
-            taken_at = row[0] if row else None
+        taken_at = camera = sharpness = None
+        if hash_ is not None and error is None:
+            row = con.execute("SELECT taken_at, " + _CAMERA + ", sharpness FROM contents "
+                              "WHERE hash=?", (hash_,)).fetchone()
+            if row is not None:
+                taken_at, camera, sharpness = row
         date = taken_at or _mtime_iso(entry.mtime_ns)
-        values = (hash_, media_kind(entry.kind), entry.size, entry.mtime_ns, date, error, now)
+        values = (hash_, media_kind(entry.kind), entry.size, entry.mtime_ns, date, camera,
+                  sharpness, error, now)
+        sets = ("hash=?, kind=?, size=?, mtime_ns=?, date=?, camera=?, sharpness=?, error=?, "
+                "updated_at=?")
         found = con.execute("SELECT id FROM files WHERE path=?", (entry.path,)).fetchone()
         if found is not None:
-            con.execute("UPDATE files SET hash=?, kind=?, size=?, mtime_ns=?, date=?, error=?, "
-                        "updated_at=? WHERE id=?", (*values, found[0]))
+            con.execute(f"UPDATE files SET {sets} WHERE id=?", (*values, found[0]))
             self.outcome.updated += 1
             return
         if hash_ is not None:  # a moved file: a row with this content whose path is gone
             for row_id, old in con.execute("SELECT id, path FROM files WHERE hash=?",
                                            (hash_,)).fetchall():
                 if not os.path.lexists(old):
-                    con.execute("UPDATE files SET path=?, hash=?, kind=?, size=?, mtime_ns=?, "
-                                "date=?, error=?, updated_at=? WHERE id=?",
+                    con.execute(f"UPDATE files SET path=?, {sets} WHERE id=?",
                                 (entry.path, *values, row_id))
                     self.outcome.moved += 1
                     return
-        con.execute("INSERT INTO files (path, hash, kind, size, mtime_ns, date, error, "
-                    "first_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (entry.path, *values[:-1], now, now))
+        con.execute("INSERT INTO files (path, hash, kind, size, mtime_ns, date, camera, "
+                    "sharpness, error, updated_at, first_seen) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (entry.path, *values, now))
         self.outcome.added += 1
 
     def _write_content(self, con: sqlite3.Connection, record: ContentRecord,
@@ -213,5 +217,10 @@ class Writer:
         if record.thumb is not None:
             con.execute("INSERT OR REPLACE INTO thumbnails (hash, jpeg) VALUES (?, ?)",
                         (h, record.thumb))
+        # other files of this content (copies not met in this run) get its new columns
+        con.execute("UPDATE files SET camera=(SELECT " + _CAMERA + " FROM contents WHERE "
+                    "hash=?1), sharpness=(SELECT sharpness FROM contents WHERE hash=?1), "
+                    "date=coalesce((SELECT taken_at FROM contents WHERE hash=?1), date) "
+                    "WHERE hash=?1 AND error IS NULL", (h,))
         for entry in entries:
-            self._write_file(con, entry, h, None, taken_at=record.taken_at)
+            self._write_file(con, entry, h, None)
