@@ -91,13 +91,14 @@ def make_model(cache: Path) -> Path:
     onnx = cache / "yolo11n_320.onnx"
     if onnx.is_file():
         return onnx
+    from detforge.train.offline import offline_environment
+
+    offline_environment(cache / "ultralytics-config")  # before Ultralytics is imported
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
     from detforge.export.onnx_export import export_onnx
-    from detforge.train.offline import offline_environment
 
-    offline_environment(cache / "ultralytics-config")
     pt = cache / "yolo11n_nc80.pt"
     torch.manual_seed(0)
     net = DetectionModel("yolo11n.yaml", nc=80, verbose=False)
