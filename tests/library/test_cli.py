@@ -77,3 +77,20 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     res = runner.invoke(app, ["library", "search", "--db", str(tmp_path / "x.sqlite"),
                               "colour:red"])
     assert res.exit_code == 2 and "unknown key" in res.output
+
+
+def test_public_api_and_light_import() -> None:
+    import inspect
+    import subprocess
+    import sys
+
+    import detforge.library as lib
+
+    public = {n for n in dir(lib) if not n.startswith("_")
+              and not inspect.ismodule(getattr(lib, n))}
+    assert set(lib.__all__) == public
+    code = ("import sys, detforge.library, detforge.cli.library; "
+            "print(sorted(m for m in ('torch', 'open_clip', 'fastapi', 'rawpy', 'pillow_heif') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

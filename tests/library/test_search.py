@@ -105,3 +105,18 @@ def test_bad_query_words_are_config_errors(found: Any) -> None:
         parse_query("colour:red", found.con)
     with pytest.raises(ConfigError, match="date"):
         search(found.con, SearchQuery(after="last tuesday"))
+
+
+def test_label_pages_are_the_same_by_either_plan(found: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import detforge.library.search as search_module
+
+    queries = [SearchQuery(objects=("dog",), limit=4), SearchQuery(objects=("dog",), limit=4,
+                                                                   offset=4),
+               SearchQuery(text="dogs 2024", limit=3)]
+    sorted_pages = [search(found.con, q) for q in queries]
+    monkeypatch.setattr(search_module, "_FEW", 0)  # force the index scan
+    scanned = [search(found.con, q) for q in queries]
+    for a, b in zip(sorted_pages, scanned, strict=True):
+        assert a.total == b.total
+        assert [r["path"] for r in a.records] == [r["path"] for r in b.records]

@@ -14,7 +14,9 @@ Every decoder first reads the pixel size from the header and refuses images over
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,8 +124,9 @@ def _decode_cv2(data: bytes, min_side: int, max_pixels: int) -> Decoded:
     return Decoded(np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8), width, height)
 
 
-def _header_size(data: bytes) -> tuple[int, int]:
-    """Stored (not upright) width and height from the header, through Pillow."""
+@contextlib.contextmanager
+def _pillow_errors(what: str) -> Iterator[None]:
+    """Turn Pillow's ways of failing on bad input into :class:`UndecodableError`."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -131,40 +134,33 @@ def _header_size(data: bytes) -> tuple[int, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                return int(im.size[0]), int(im.size[1])
+            yield
     except Image.DecompressionBombError as exc:
         raise UndecodableError(f"too many pixels to decode safely ({exc})") from exc
     except UnidentifiedImageError as exc:
-        raise UndecodableError("not a decodable image (unknown format or corrupt "
-                               "header)") from exc
+        raise UndecodableError(f"not a decodable {what} (unknown format or corrupt "
+                               f"header)") from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise UndecodableError(f"not a decodable image ({exc})") from exc
+        raise UndecodableError(f"not a decodable {what} ({exc})") from exc
+
+
+def _header_size(data: bytes) -> tuple[int, int]:
+    """Stored (not upright) width and height from the header, through Pillow."""
+    from PIL import Image
+
+    with _pillow_errors("image"), Image.open(io.BytesIO(data)) as im:
+        return int(im.size[0]), int(im.size[1])
 
 
 def _decode_pillow(data: bytes, max_pixels: int, *, heif: bool) -> Decoded:
-    import warnings
-
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     if heif:
         register_heif()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                _check_pixels(im.size[0], im.size[1], max_pixels)
-                upright: Any = ImageOps.exif_transpose(im)
-                rgb = np.asarray(upright.convert("RGB"), np.uint8)
-    except UndecodableError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise UndecodableError(f"too many pixels to decode safely ({exc})") from exc
-    except UnidentifiedImageError as exc:
-        raise UndecodableError("not a decodable HEIF image (corrupt or unknown "
-                               "format)") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise UndecodableError(f"not a decodable image ({exc})") from exc
+    with _pillow_errors("HEIF image" if heif else "image"), Image.open(io.BytesIO(data)) as im:
+        _check_pixels(im.size[0], im.size[1], max_pixels)
+        upright: Any = ImageOps.exif_transpose(im)
+        rgb = np.asarray(upright.convert("RGB"), np.uint8)
     return Decoded(rgb, rgb.shape[1], rgb.shape[0])
 
 

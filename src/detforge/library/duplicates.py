@@ -8,6 +8,11 @@ bands, and two hashes within ``threshold`` bits agree exactly on at least one ba
 pigeonhole principle), so only hashes sharing a band value are compared. Groups are the
 connected components of the "near" relation.
 
+Not :func:`detforge.data.validate.duplicates.near_duplicate_pairs` (the same principle):
+that one lists every pair inside a bucket at once, fine at a dataset's 4 bits, but at a
+library's 6 bits over 100,000 photos that is tens of millions of pairs in memory; buckets are
+compared in blocks of 512 rows, so memory stays bounded.
+
 The file to keep in a group is the best by, in order: most pixels, sharpest, largest file,
 earliest date, shortest path.
 """

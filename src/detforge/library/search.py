@@ -39,6 +39,7 @@ from detforge.library.quality import exposure_label
 __all__ = ["BLURRY", "SHARP", "SearchQuery", "SearchResult", "parse_query", "search"]
 
 SHARP = 100.0
+_FEW = 2000  # matches below which a label-filtered page is sorted rather than scanned
 BLURRY = 50.0
 _FILLER = frozenset({"a", "an", "the", "with", "of", "in", "on", "at", "from", "taken", "by",
                      "and", "all", "show", "me", "find", "containing", "featuring", "shot",
@@ -204,12 +205,11 @@ def _like(text: str) -> str:
 def _where(con: sqlite3.Connection, q: SearchQuery) -> tuple[str, list[Any]]:
     clauses = ["f.error IS NULL", "f.kind != 'other'"]
     args: list[Any] = []
-    for label in q.objects:
-        clauses.append("f.hash IN (SELECT hash FROM objects WHERE label = ?)")
-        args.append(label)
-    for tag in q.tags:
-        clauses.append("f.hash IN (SELECT hash FROM tags WHERE tag = ?)")
-        args.append(tag)
+    sets = [("SELECT hash FROM objects WHERE label = ?", label) for label in q.objects] + [
+        ("SELECT hash FROM tags WHERE tag = ?", tag) for tag in q.tags]
+    if sets:  # one intersected set of contents, probed once per file
+        clauses.append(f"f.hash IN ({' INTERSECT '.join(sql for sql, _ in sets)})")
+        args += [value for _, value in sets]
     if q.after:
         clauses.append("f.date >= ?")
         args.append(_date(q.after, "--after"))
@@ -309,12 +309,19 @@ def search(con: sqlite3.Connection, query: SearchQuery | None = None, *,
     if q.text:
         q = parse_query(q.text, con, q)
     where, args = _where(con, q)
-    # Pages walk the covering index newest first and stop after `limit` matches. Counts do
-    # too, except under an object or tag filter, where starting from that label's rows
-    # (SQLite's own plan) reads less.
+    # The covering index in date order answers most searches by itself: a page stops after
+    # `limit` matches. Under an object or tag filter, SQLite's own plan (from those
+    # contents) counts faster, and also pages faster when the matches are few.
     scan = f"FROM files f INDEXED BY files_search WHERE {where}"
-    base = scan if not (q.objects or q.tags) else f"FROM files f WHERE {where}"
-    ids = f"SELECT f.id {scan} ORDER BY f.date DESC, f.path"
+    plan = f"FROM files f WHERE {where}"
+    total: int | None = None
+    page_from = scan
+    if q.objects or q.tags:
+        if count:
+            total = int(con.execute(f"SELECT count(*) {plan}", args).fetchone()[0])
+        if total is None or total <= _FEW:
+            page_from = plan
+    ids = f"SELECT f.id {page_from} ORDER BY f.date DESC, f.path"
     page_args = list(args)
     if q.limit is not None or q.offset:
         ids += " LIMIT ? OFFSET ?"
@@ -323,9 +330,10 @@ def search(con: sqlite3.Connection, query: SearchQuery | None = None, *,
             f"JOIN contents c ON c.hash = f.hash ORDER BY f.date DESC, f.path")
     records = [dict(zip(_NAMES, row, strict=True)) for row in con.execute(page, page_args)]
     _attach(con, records)
-    total = len(records) + q.offset
-    if count and (q.limit is not None and len(records) >= q.limit or q.offset):
-        total = int(con.execute(f"SELECT count(*) {base}", args).fetchone()[0])
+    if total is None:
+        total = len(records) + q.offset
+        if count and (q.limit is not None and len(records) >= q.limit or q.offset):
+            total = int(con.execute(f"SELECT count(*) {scan}", args).fetchone()[0])
     return SearchResult(total=total, records=records)
 
 
