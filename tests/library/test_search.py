@@ -109,7 +109,9 @@ def test_bad_query_words_are_config_errors(found: Any) -> None:
 
 def test_label_pages_are_the_same_by_either_plan(found: Any,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import detforge.library.search as search_module
+    import importlib
+
+    search_module = importlib.import_module("detforge.library.search")
 
     queries = [SearchQuery(objects=("dog",), limit=4), SearchQuery(objects=("dog",), limit=4,
                                                                    offset=4),
