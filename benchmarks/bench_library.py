@@ -353,7 +353,8 @@ def main() -> None:
                   f"{row['files_per_s']:7.1f} files/s", flush=True)
         ratio = rows[1]["files_per_s"] / rows[0]["files_per_s"]
         print(f"index_library vs three-phase baseline: {ratio:.2f}x ({n} files)")
-        result["throughput"] = {"rows": rows, "ratio": ratio, "files": n}
+        result["throughput"] = {"rows": rows, "ratio": ratio, "files": n,
+                                "loadavg": os.getloadavg()}
     if "search" not in skip:
         db = args.cache / f"search_{args.search_entries}.sqlite"
         build_search_index(db, args.search_entries)
@@ -364,8 +365,10 @@ def main() -> None:
         for q in s["queries"]:
             print(f"{json.dumps(q['query'])[:70]:70} {q['total']:7d} {q['p50_ms']:7.1f} "
                   f"{q['p95_ms']:7.1f}")
+        s["loadavg"] = os.getloadavg()
         print(f"all queries: p50 {s['p50_ms']:.1f} ms, p95 {s['p95_ms']:.1f} ms, "
-              f"max {s['max_ms']:.1f} ms")
+              f"max {s['max_ms']:.1f} ms (load average {s['loadavg'][0]:.1f} on "
+              f"{os.cpu_count()} cores)")
         result["search"] = s
     if "memory" not in skip:
         sizes = [int(x) for x in args.memory_sizes.split(",")]
