@@ -191,3 +191,13 @@ def test_a_new_model_reanalyses_objects_only_where_needed(library: tuple[Path, d
     assert rows(db, "SELECT count(*) FROM contents WHERE phases LIKE '%objects%'")[0][0] == 10
     # quality measured by the first run is kept
     assert rows(db, "SELECT count(*) FROM contents WHERE sharpness IS NOT NULL")[0][0] == 10
+
+
+def test_a_database_inside_the_library_is_not_indexed(library: tuple[Path, dict[str, Any]]
+                                                      ) -> None:
+    root, m = library
+    db = root / "library.sqlite"
+    index_library(root, db=db, progress=False)
+    s = index_library(root, db=db, progress=False)
+    assert s.files == m["files"] and s.unchanged == m["files"]
+    assert not rows(db, "SELECT path FROM files WHERE path LIKE '%library.sqlite%'")

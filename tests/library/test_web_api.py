@@ -93,3 +93,41 @@ def test_api_key(indexed: tuple[Path, Path, dict[str, Any]]) -> None:
 def test_a_missing_or_foreign_db_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(LibraryDatabaseError, match="no library index"):
         create_library_app(tmp_path / "none.sqlite")
+
+
+def test_cli_serve_starts_on_loopback_and_stops(indexed: tuple[Path, Path, dict[str, Any]],
+                                                tmp_path: Path) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    _, db, _ = indexed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
+    env.pop("DETFORGE_API_KEY", None)
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", "from detforge.cli import main; main()",
+                                 "library", "serve", "--db", str(db), "--port", str(port)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert httpx.get(f"http://127.0.0.1:{port}/api/stats").json()["files"] > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert f"on http://127.0.0.1:{port}/ (auth off" in log.read_text()
