@@ -77,8 +77,11 @@ CREATE TABLE files (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX files_hash ON files(hash);
--- covering index of searchable files, newest first: a search scans it alone, never the table
+-- covering indexes of searchable files: newest first (a search scans it alone, never the
+-- table), and by content (object and tag filters probe it alone)
 CREATE INDEX files_search ON files(date DESC, path, kind, camera, sharpness, hash)
+    WHERE error IS NULL AND kind != 'other';
+CREATE INDEX files_by_content ON files(hash, date, camera, sharpness, kind)
     WHERE error IS NULL AND kind != 'other';
 CREATE TABLE detections (
     hash     TEXT NOT NULL,
