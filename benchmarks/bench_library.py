@@ -42,14 +42,10 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "library"))  # the test library's writers
-
 
 def make_library(root: Path, n: int, *, seed: int = 0, small: bool = False) -> int:
     """``n`` mixed files under ``root`` (reused when present); returns the file count."""
-    from media import save_image, write_dng  # type: ignore[import-not-found]
-
+    from detforge.library.synth import save_image, write_dng
     from detforge.testing import random_image, write_video
 
     stamp = root / ".complete"

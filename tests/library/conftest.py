@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
+from detforge.library.synth import make_library, write_tiny_clip
 from detforge.testing import tiny_onnx_model
-
-from .media import make_library, write_tiny_clip
 
 TAGS = ("beach", "forest", "city")
 

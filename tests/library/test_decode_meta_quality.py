@@ -14,9 +14,8 @@ from detforge.library.formats import kind_of
 from detforge.library.hashing import file_sha256, hamming, phash
 from detforge.library.meta import read_meta
 from detforge.library.quality import analysis_image, exposure_label, measure
+from detforge.library.synth import save_image, write_dng
 from detforge.testing import random_image
-
-from .media import save_image, write_dng
 
 
 @pytest.mark.parametrize("fmt,suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp"),

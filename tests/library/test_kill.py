@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 
 from detforge.library import index_library
+from detforge.library.synth import save_image
 from detforge.testing import random_image
-
-from .media import save_image
 
 KILLS = 5
 

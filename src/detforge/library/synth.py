@@ -1,9 +1,10 @@
-"""Builders of a small synthetic photo and video library for the library tests.
+"""A small synthetic photo and video library, seeded: for tests, benchmarks and demos.
 
-Every format the index reads is written here with real encoders: JPEG, PNG, WebP and TIFF
-with EXIF (Pillow), HEIC (pillow-heif), a DNG (a minimal CFA DNG written byte by byte,
-which LibRaw decodes), MJPG videos (OpenCV), plus near and exact duplicates, a corrupt
-file and a text file.
+Every format the index reads is written with real encoders: JPEG, PNG, WebP and TIFF with
+EXIF (Pillow), HEIC (pillow-heif), a DNG (a minimal uncompressed CFA DNG 1.4 written byte by
+byte, which LibRaw decodes: no camera file is needed), MJPG videos (OpenCV), plus near and
+exact duplicates, a corrupt file and a text file. :func:`write_tiny_clip` saves a tiny
+OpenCLIP model (seeded random weights) in the local-folder layout the CLIP tagger loads.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from numpy.typing import NDArray
 
 from detforge.testing import random_image, write_video
 
-BRIGHT_VIDEO = 200
+__all__ = ["exif_bytes", "make_library", "save_image", "set_mtime", "write_dng",
+           "write_tiny_clip"]
 
 
 def exif_bytes(*, make: str | None = None, model: str | None = None, date: str | None = None,
@@ -57,7 +59,8 @@ def _dms(value: float) -> tuple[float, float, float]:
 
 def save_image(path: Path, rgb: NDArray[np.uint8], fmt: str, *, quality: int = 92,
                **exif: Any) -> Path:
-    """Write ``rgb`` with Pillow (``fmt``: JPEG, PNG, WEBP, TIFF or HEIF) and EXIF."""
+    """Write ``rgb`` with Pillow (``fmt``: JPEG, PNG, WEBP, TIFF or HEIF) and EXIF fields
+    (keyword arguments of :func:`exif_bytes`); returns ``path``."""
     from PIL import Image
 
     if fmt == "HEIF":
@@ -77,7 +80,8 @@ def save_image(path: Path, rgb: NDArray[np.uint8], fmt: str, *, quality: int = 9
 def write_dng(path: Path, *, height: int = 64, width: int = 96, seed: int = 0,
               make: str = "DetforgeCam", model: str = "DNG-1",
               date: str = "2024:05:06 07:08:09") -> Path:
-    """A minimal uncompressed 16-bit CFA (RGGB) DNG 1.4 that LibRaw (rawpy) decodes."""
+    """A minimal uncompressed 16-bit CFA (RGGB) DNG 1.4 that LibRaw (rawpy) decodes, with
+    Make, Model and DateTime tags; returns ``path``."""
     rng = np.random.default_rng(seed)
     data = rng.integers(1500, 3500, (height, width)).astype("<u2").tobytes()
     entries: list[tuple[int, int, int, bytes]] = []
@@ -124,25 +128,26 @@ def write_dng(path: Path, *, height: int = 64, width: int = 96, seed: int = 0,
     return path
 
 
-def blurred(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+def _blurred(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
     import cv2
 
     return np.asarray(cv2.GaussianBlur(rgb, (0, 0), 6), np.uint8)
 
 
 def set_mtime(path: Path, when: str) -> None:
+    """Set a file's access and modification times to ``when`` (ISO 8601, local time)."""
     ts = datetime.fromisoformat(when).timestamp()
     os.utime(path, (ts, ts))
 
 
 def make_library(root: Path) -> dict[str, Any]:
-    """Write the test library under ``root``; returns what the tests expect of it.
+    """Write the library under ``root``; returns its manifest (paths by role, counts).
 
     Bright pictures make the tiny test detector (``detforge.testing.tiny_onnx_model``) find
     ``dog`` boxes; the dark one gives none.
     """
-    iphone = {"make": "Apple", "model": "iPhone 15 Pro"}
-    canon = {"make": "Canon", "model": "Canon EOS R5"}
+    iphone: dict[str, Any] = {"make": "Apple", "model": "iPhone 15 Pro"}
+    canon: dict[str, Any] = {"make": "Canon", "model": "Canon EOS R5"}
     base = random_image(120, 160, seed=1)
     p: dict[str, Path] = {}
     p["dog24"] = save_image(root / "a" / "dog_2024.jpg", base, "JPEG", date="2024:05:06 07:08:09",
@@ -151,7 +156,7 @@ def make_library(root: Path) -> dict[str, Any]:
                             date="2023:08:01 10:00:00", **canon)
     p["dark"] = save_image(root / "a" / "night.jpg", np.full((96, 96, 3), 6, np.uint8), "JPEG",
                            date="2024:01:02 23:00:00", **iphone)
-    p["blurry"] = save_image(root / "a" / "blurry.jpg", blurred(random_image(120, 160, seed=3)),
+    p["blurry"] = save_image(root / "a" / "blurry.jpg", _blurred(random_image(120, 160, seed=3)),
                              "JPEG", date="2024:03:03 12:00:00", **iphone)
     p["png"] = save_image(root / "b" / "scan.png", random_image(100, 100, seed=4), "PNG")
     set_mtime(p["png"], "2022-06-01T12:00:00")
