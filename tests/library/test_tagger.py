@@ -126,3 +126,14 @@ def test_tagger_specs_and_vocabulary(tmp_path: Path) -> None:
         read_vocabulary(empty)
     with pytest.raises(ConfigError, match="cannot read"):
         read_vocabulary(tmp_path / "missing.txt")
+
+
+def test_missing_open_clip_is_a_missing_extra_error(tiny_clip: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from detforge.core.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    with pytest.raises(MissingExtraError, match=r"detforge\[library\]"):
+        load_tagger(str(tiny_clip), vocabulary=["x"])
