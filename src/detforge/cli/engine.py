@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,9 @@ from detforge.core.atomic import atomic_write_text
 
 engine_app = typer.Typer(help="TensorRT engines: check a model against a target's TensorRT, "
                               "build for a target, inspect a manifest.", no_args_is_help=True)
+
+SHOWN = 20
+"""Violations printed in full by ``engine check``; the JSON report has them all."""
 
 TensorrtOpt = Annotated[str | None, typer.Option(
     "--tensorrt", help="TensorRT version on the device, when not the target's usual one "
@@ -75,10 +79,14 @@ def check(
         atomic_write_text(json_out, json.dumps(report.to_dict(), indent=2) + "\n")
     typer.echo(f"{onnx}: opset {report.opset}, {report.nodes} nodes; {target}: TensorRT "
                f"{report.tensorrt} (rules {report.series}), {report.precision}")
-    for v in report.violations:
+    for v in report.violations[:SHOWN]:
         typer.echo(f"  {v.line()}\n      source: {v.source}")
+    if len(report.violations) > SHOWN:
+        typer.echo(f"  ... and {len(report.violations) - SHOWN} more (all of them: --json F)")
+    counts = Counter(v.rule for v in report.violations)
     typer.echo("PASS: TensorRT can build it" if report.passed else
-               f"FAIL: {len(report.violations)} violation(s)")
+               f"FAIL: {len(report.violations)} violation(s): "
+               + ", ".join(f"{n} {rule}" for rule, n in counts.most_common()))
     if not report.passed:
         raise typer.Exit(1)
 

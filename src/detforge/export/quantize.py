@@ -8,7 +8,8 @@ accurate:
   INT8 accuracy collapse);
 * activations and weights are symmetric int8 (zero point 0), weights per channel, in the
   QDQ format (QuantizeLinear/DequantizeLinear pairs) that ONNX Runtime runs on the CPU and
-  TensorRT builds from;
+  TensorRT builds from; biases stay float (:func:`_extra_options`), since TensorRT cannot
+  dequantize the int32 biases ONNX Runtime writes by default;
 * the detection head's decode path stays float. It is found from the graph, not from
   node names: walking back from the outputs, every node up to and including the last
   convolutions. Quantising it makes box coordinates (0..640) and class scores (0..1) share
