@@ -10,6 +10,7 @@ script, and the manifest the script writes must validate and pass the device che
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -135,6 +136,7 @@ def test_script_runs_against_its_trtexec(tmp_path: Path, fake_path: Path,
     assert (sidecar.tensorrt_version, sidecar.compute_capability) == (version, target.cc)
     assert sidecar.builder == "trtexec" and sidecar.precision == precision
     assert sidecar.gpu_name == target.title and len(sidecar.onnx_sha256 or "") == 64
+    assert sidecar.engine_sha256 == hashlib.sha256(b"plan").hexdigest()
     assert sidecar.batch.opt == sidecar.batch.max == 4
     # what deploy verify checks before it loads (never rebuilds) the engine
     check_engine_manifest(sidecar.model_dump(), {"compute_capability": target.cc,

@@ -20,7 +20,7 @@ import pytest
 
 from detforge.core.artefacts import get_target, read_engine_sidecar
 from detforge.core.errors import ExportError, TargetCapabilityError
-from detforge.export.engine_plan import plan_engine
+from detforge.export.engine_plan import plan_engine, sha256_file
 from detforge.export.tensorrt import build_engine
 
 DEVICE = {"gpu_name": "Orin", "compute_capability": "8.7", "cuda_version": "12.6"}
@@ -186,6 +186,8 @@ def test_builds_on_each_api(tmp_path: Path, conv_onnx_factory: Any, use_tensorrt
     written = read_engine_sidecar(plan.engine)
     assert written == sidecar and written.builder == "python-api"
     assert (written.tensorrt_version, written.compute_capability) == (version, "8.7")
+    assert written.engine_sha256 == sha256_file(plan.engine)
+    assert written.onnx_sha256 == sha256_file(onnx_path)
 
 
 def test_dla_on_the_python_api(tmp_path: Path, conv_onnx_factory: Any,

@@ -11,9 +11,9 @@ detforge itself may not install, so it needs bash, sed and trtexec only:
 * after the build it writes ``ENGINE.json`` (:class:`~detforge.core.artefacts.EngineSidecar`)
   from what ``trtexec`` reports -- its ``TensorRT version:``, ``Selected Device:`` and
   ``Compute Capability:`` lines -- falling back to ``python3 -c 'import tensorrt'`` and
-  ``nvidia-smi``; the manifest's static part is embedded as JSON written by the same model
-  the Python builder uses, so ``engine inspect`` and ``deploy verify`` accept the engine
-  and never rebuild it.
+  ``nvidia-smi``, with ``sha256sum`` of the ONNX and the engine; the manifest's static part
+  is embedded as JSON written by the same model the Python builder uses, so
+  ``engine inspect`` and ``deploy verify`` accept the engine and never rebuild it.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ __all__ = ["render_script"]
 
 _DYNAMIC = {"gpu_name": "@GPU_NAME@", "compute_capability": "@CC@",
             "tensorrt_version": "@TRT_VERSION@", "cuda_version": "@CUDA_VERSION@",
-            "onnx_sha256": "@ONNX_SHA@", "built_at": "@BUILT_AT@"}
+            "onnx_sha256": "@ONNX_SHA@", "engine_sha256": "@ENGINE_SHA@",
+            "built_at": "@BUILT_AT@"}
 _SHELL_VAR = {"gpu_name": "GPU_NAME", "compute_capability": "CC",
               "tensorrt_version": "TRT_VERSION", "cuda_version": "CUDA_VERSION",
-              "onnx_sha256": "ONNX_SHA", "built_at": "BUILT_AT"}
+              "onnx_sha256": "ONNX_SHA", "engine_sha256": "ENGINE_SHA",
+              "built_at": "BUILT_AT"}
 _SERIES_GLOB = {"8.2": "8.2.*", "8.5": "8.4.*|8.5.*", "8.6": "8.6.*", "10": "10.*", "11": "11.*"}
 _DELIM = "DETFORGE_ENGINE_MANIFEST"
 
@@ -106,10 +108,12 @@ fi
 NVCC_RELEASE='s/.*release \\([0-9][0-9]*\\.[0-9][0-9]*\\).*/\\1/p'
 CUDA_VERSION="$({{ nvcc --version 2>/dev/null || /usr/local/cuda/bin/nvcc --version \\
   2>/dev/null || true; }} | sed -n "$NVCC_RELEASE" | sed -n 1p)"
-ONNX_SHA="$({{ sha256sum "$ONNX" 2>/dev/null || true; }} | cut -d' ' -f1)"
+sha() {{ {{ sha256sum "$1" 2>/dev/null || true; }} | cut -d' ' -f1 | tr -cd '0-9a-f'; }}
+ONNX_SHA="$(sha "$ONNX")"; ENGINE_SHA="$(sha "$ENGINE")"
 TRT_VERSION="$(clean "$TRT_VERSION")"; GPU_NAME="$(clean "$GPU_NAME")"; CC="$(clean "$CC")"
-CUDA_VERSION="$(clean "$CUDA_VERSION")"; ONNX_SHA="$(clean "$ONNX_SHA")"
+CUDA_VERSION="$(clean "$CUDA_VERSION")"
 printf '%s' "$ONNX_SHA" | grep -Eq '^[0-9a-f]{{64}}$' || ONNX_SHA=""
+printf '%s' "$ENGINE_SHA" | grep -Eq '^[0-9a-f]{{64}}$' || ENGINE_SHA=""
 BUILT_AT="$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
 if ! printf '%s' "$TRT_VERSION" | grep -Eq '^[0-9]+(\\.[0-9]+)+$' \\
     || ! printf '%s' "$CC" | grep -Eq '^[0-9]+\\.[0-9]+$'; then

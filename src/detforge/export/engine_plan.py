@@ -246,7 +246,7 @@ def build_script(plan: EnginePlan) -> str:
 
 def plan_sidecar(plan: EnginePlan, *, gpu_name: str | None, compute_capability: str,
                  tensorrt_version: str, cuda_version: str | None, builder: str,
-                 onnx_sha256: str | None) -> EngineSidecar:
+                 onnx_sha256: str | None, engine_sha256: str | None = None) -> EngineSidecar:
     """The manifest of the engine ``plan`` builds, given what the building device reports."""
     from detforge.core.errors import BackendError
     from detforge.runtime.metadata import read_onnx_meta
@@ -262,6 +262,6 @@ def plan_sidecar(plan: EnginePlan, *, gpu_name: str | None, compute_capability: 
         tensorrt_version=tensorrt_version, cuda_version=cuda_version,
         batch={"min": plan.batch[0], "opt": plan.batch[1], "max": plan.batch[2]},
         input_name=plan.input_name, input_shape=(-1 if plan.dynamic else plan.batch[2], c, h, w),
-        onnx=plan.onnx.name, onnx_sha256=onnx_sha256, meta=meta,
+        onnx=plan.onnx.name, onnx_sha256=onnx_sha256, engine_sha256=engine_sha256, meta=meta,
         built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         builder=builder, dla_core=plan.dla_core))

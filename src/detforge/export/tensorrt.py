@@ -152,6 +152,7 @@ def build_engine(plan: EnginePlan, *, device: dict[str, Any] | None = None) -> E
     sidecar = plan_sidecar(plan, gpu_name=device.get("gpu_name"),
                            compute_capability=str(device["compute_capability"]),
                            tensorrt_version=version, cuda_version=device.get("cuda_version"),
-                           builder="python-api", onnx_sha256=sha256_file(plan.onnx))
+                           builder="python-api", onnx_sha256=sha256_file(plan.onnx),
+                           engine_sha256=sha256_file(plan.engine))
     write_engine_sidecar(plan.engine, sidecar)
     return sidecar

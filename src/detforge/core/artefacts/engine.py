@@ -70,6 +70,7 @@ class EngineSidecar(BaseModel):
     input_shape: tuple[int, int, int, int] | None = None
     onnx: str | None = None
     onnx_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    engine_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     meta: ModelMeta | None = None
     built_at: str | None = None
     builder: Literal["python-api", "trtexec"] | None = None
