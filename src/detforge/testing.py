@@ -181,7 +181,7 @@ def tiny_onnx_model(path: str | Path, *, classes: Sequence[str] = ("cat", "dog")
     weights = np.linspace(0.2, 1.8, 3 * k, dtype=np.float32).reshape(1, k, 3)[:, :, ::-1]
     batch: str | int = "batch" if dynamic_batch else 1
     graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["images", "axes"], ["mean"], keepdims=1),
+        [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=1),
          helper.make_node("Reshape", ["mean", "shape"], ["mean3"]),
          helper.make_node("Mul", ["mean3", "weights"], ["scores"]),
          helper.make_node("Mul", ["mean3", "zero"], ["zeros"]),
@@ -190,12 +190,12 @@ def tiny_onnx_model(path: str | Path, *, classes: Sequence[str] = ("cat", "dog")
         "tiny",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, h, w])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [batch, 4 + k, 3])],
-        [numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
-         numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shape"),
+        [numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shape"),
          numpy_helper.from_array(np.ascontiguousarray(weights), "weights"),
          numpy_helper.from_array(np.zeros((1, 1, 1), np.float32), "zero"),
          numpy_helper.from_array(boxes, "boxes")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    # opset 13: what every TensorRT in detforge.export.trt_compat imports (8.2 stops there)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 9
     embed_meta(model, ModelMeta(classes=tuple(classes), imgsz=imgsz, layout="raw",
                                 dynamic_batch=dynamic_batch))

@@ -75,7 +75,7 @@ def conv_model(path: Path, *, imgsz: tuple[int, int] = (64, 64), **meta: Any) ->
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, h, w])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 4 + k, 3])],
         inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 9
     embed_meta(model, ModelMeta(classes=CLASSES, imgsz=imgsz, dynamic_batch=True, **meta))
     onnx.checker.check_model(model)

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 
 def make_conv_onnx(path: Path, *, batch: int | None = None, hw: tuple[int, int] = (32, 48),
-                   qdq: bool = False) -> Path:
+                   qdq: bool = False, opset: int = 17) -> Path:
     """A one-conv image model: input 'images' [B,3,H,W] -> output [B,4,H,W]."""
     b: int | str = "batch" if batch is None else batch
     x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [b, 3, *hw])
@@ -28,7 +28,8 @@ def make_conv_onnx(path: Path, *, batch: int | None = None, hw: tuple[int, int] 
         inits = [w]
     nodes.append(helper.make_node("Conv", [src, "w"], ["output0"]))
     graph = helper.make_graph(nodes, "g", [x], [y], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
 

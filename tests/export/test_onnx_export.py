@@ -165,10 +165,15 @@ def test_fp16(exported: dict[str, Path], images: list[Path], tmp_path: Path) -> 
 def test_cli_export_json(tiny_pt: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"
     result = runner.invoke(app, ["export", str(tiny_pt), "--out", str(out), "--imgsz", "96,128",
-                                 "--batch", "2", "--layout", "deepstream", "--json"])
+                                 "--batch", "2", "--layout", "deepstream", "--opset", "17",
+                                 "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output[result.output.index("{"):])
     assert summary["layout"] == "deepstream" and summary["batch"] == 2
+    assert summary["opset"] == 17 and onnx.load(str(out)).opset_import[0].version == 17
+    nano = runner.invoke(app, ["export", str(tiny_pt), "--out", str(out), "--opset", "17",
+                               "--target", "jetson-nano"])
+    assert nano.exit_code == 2 and "imports opset 13 at most" in nano.output
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [2, 3, 96, 128]
     bad = runner.invoke(app, ["export", str(tiny_pt), "--out", str(out), "--batch", "zero"])

@@ -29,7 +29,7 @@ def _mismatch(match: str) -> Any:
     ({"compute_capability": "7.5", "tensorrt_version": "10.3.0.26"}, ok),
     ({"compute_capability": "8.7", "tensorrt_version": "10.3.0", "gpu_name": "Orin"},
      _mismatch(r"built for sm_87 \(Orin\) / TensorRT 10.3.0, this device is sm_75 "
-               r"\(Tesla T4\) / TensorRT 10.3.0.*detforge export engine")),
+               r"\(Tesla T4\) / TensorRT 10.3.0.*detforge engine build")),
     ({"compute_capability": "7.5", "tensorrt_version": "10.8.0"}, _mismatch("TensorRT 10.8.0")),
     ({"compute_capability": "7.5", "tensorrt_version": "10.1.0", "version_compatible": True},
      ok),
@@ -40,7 +40,7 @@ def _mismatch(match: str) -> Any:
     ({"compute_capability": "8.6", "tensorrt_version": "10.3.0",
       "hardware_compatibility": "ampere_plus"}, _mismatch("sm_86")),
     ({"tensorrt_version": "10.3.0", "onnx": "m.onnx"},
-     _mismatch(r"lacks \['compute_capability'\].*export engine m.onnx")),
+     _mismatch(r"lacks \[.compute_capability.\].*engine build m.onnx --target")),
 ], ids=["same", "build-suffix", "other-gpu", "other-trt", "version-compatible",
         "version-compatible-newer-build", "other-major", "ampere-plus-on-turing", "missing-key"])
 def test_check_engine_manifest(manifest: dict[str, Any], ctx: Any) -> None:

@@ -36,7 +36,11 @@ def export(
     imgsz: Annotated[str, typer.Option(help="Input size N or H,W (e.g. 384,640).")] = "640",
     batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
     layout: Annotated[str, typer.Option(help="raw, deepstream or end2end.")] = "raw",
-    opset: Annotated[int | None, typer.Option(help="ONNX opset.")] = None,
+    opset: Annotated[str, typer.Option(
+        help="ONNX opset, or auto: the highest every --target's TensorRT imports "
+             "(17; 13 for Jetson Nano/TX2).")] = "auto",
+    target: Annotated[list[str] | None, typer.Option(
+        help="Target device the model is for (repeat); decides --opset auto.")] = None,
     simplify: Annotated[bool, typer.Option(help="Simplify the graph (onnxslim).")] = True,
     check: Annotated[bool, typer.Option(help="Compare with PyTorch on --data.")] = False,
     data: Annotated[Path | None, typer.Option(help="Dataset for --check.")] = None,
@@ -45,15 +49,18 @@ def export(
     """Export weights to ONNX in the layout a consumer needs, with metadata inside.
 
     Example: detforge export best.pt --out model.onnx --imgsz 384,640 --layout deepstream
+    --target jetson-nano
     """
+    from detforge.core.artefacts.targets import get_target
     from detforge.core.storage import storage_errors, tree_size
     from detforge.export.api import export_model, summary
 
     # an FP32 ONNX is about twice Ultralytics' FP16 .pt
     with storage_errors(out, needed=lambda: 2 * tree_size(model)):
         outcome = export_model(model, out, imgsz=_imgsz(imgsz), batch=_batch(batch),
-                               layout=layout, opset=opset, simplify=simplify, check=check,
-                               data=data)
+                               layout=layout, opset=opset,
+                               targets=[get_target(t) for t in target or []],
+                               simplify=simplify, check=check, data=data)
     s = summary(outcome)
     if as_json:
         typer.echo(json.dumps(s, indent=2))

@@ -36,7 +36,8 @@ from detforge.deploy.device_reference import References
 from detforge.deploy.manifest import BUNDLE_FORMAT, MANIFEST, env_signing_key
 from detforge.deploy.reference import copy_images, synthetic_images
 from detforge.deploy.target_folder import Choice, Options, PlanSlot, bundle_files, write_target
-from detforge.deploy.targets import get_target, resolve_precision
+from detforge.deploy.targets import Target, get_target, resolve_precision
+from detforge.export.engine_check import require_buildable
 from detforge.export.engine_plan import engine_file_name, onnx_input, sha256_file
 from detforge.runtime.metadata import ModelMeta
 
@@ -92,8 +93,10 @@ def _choose(names: Sequence[str], precision: str, batch: int | None, has_data: b
     return choices
 
 
-def _float_model(model: Path, work: Path, imgsz: tuple[int, int] | None) -> tuple[Path, ModelMeta]:
-    """The float ONNX in the DeepStream layout (``raw`` converted), with its metadata."""
+def _float_model(model: Path, work: Path, imgsz: tuple[int, int] | None,
+                 targets: Sequence[Target]) -> tuple[Path, ModelMeta]:
+    """The float ONNX in the DeepStream layout (``raw`` converted), with its metadata; a .pt
+    is exported at the opset every target's TensorRT imports."""
     import onnx
 
     from detforge.export.onnx_export import append_deepstream_decode, export_onnx
@@ -101,7 +104,8 @@ def _float_model(model: Path, work: Path, imgsz: tuple[int, int] | None) -> tupl
 
     out = work / "model.onnx"
     if model.suffix == ".pt":
-        export_onnx(model, out, imgsz=imgsz or (640, 640), batch=None, layout="deepstream")
+        export_onnx(model, out, imgsz=imgsz or (640, 640), batch=None, layout="deepstream",
+                    targets=targets)
         graph = onnx.load(str(out))
     elif model.suffix == ".onnx":
         if imgsz is not None:
@@ -240,7 +244,7 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
     with tempfile.TemporaryDirectory(prefix=".detforge-bundle-", dir=out) as tmp:
         work = Path(tmp)
         say(f"preparing {model.name}")
-        float_onnx, meta = _float_model(model, work, imgsz)
+        float_onnx, meta = _float_model(model, work, imgsz, [c.target for c in choices])
         models = {"fp32": float_onnx, "fp16": float_onnx}
         dataset = None
         if data is not None:
@@ -265,6 +269,8 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
             if batch not in (None, fixed):
                 result.notes.append(f"the model's batch is fixed at {fixed}; bundled for batch "
                                     f"{fixed}, not {batch} (re-export with a dynamic batch)")
+        for c in choices:  # refuse before writing anything a target's TensorRT cannot build
+            require_buildable(models[c.precision], c.target, c.precision)
         plans = _plan_slots(choices) if len(choices) > 1 else []
         opts = Options(name=name, thresholds=thresholds, source_size=source_size,
                        source_uri=source_uri, plans=plans,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from detforge.core.artefacts.targets import Target
 from detforge.core.errors import ExportError
 from detforge.data.formats import read_dataset
 from detforge.export.calibration import calibration_files
@@ -44,9 +46,9 @@ class QuantizeOutcome:
 
 
 def export_model(weights: Path, out: Path, *, imgsz: tuple[int, int], batch: int | None,
-                 layout: str, opset: int | None = None, simplify: bool = True,
-                 check: bool = False, data: Path | None = None, tolerance: float = 1e-3,
-                 check_images: int = 8) -> ExportOutcome:
+                 layout: str, opset: int | str | None = "auto", targets: Sequence[Target] = (),
+                 simplify: bool = True, check: bool = False, data: Path | None = None,
+                 tolerance: float = 1e-3, check_images: int = 8) -> ExportOutcome:
     """Export; with ``check``, compare raw outputs and mAP against PyTorch on ``data``.
 
     Raises:
@@ -55,7 +57,7 @@ def export_model(weights: Path, out: Path, *, imgsz: tuple[int, int], batch: int
     if check and data is None:
         raise ExportError("--check needs --data DS to pick real images")
     result = export_onnx(weights, out, imgsz=imgsz, batch=batch, layout=layout, opset=opset,
-                         simplify=simplify)
+                         targets=targets, simplify=simplify)
     outcome = ExportOutcome(result)
     if not check or data is None:
         return outcome

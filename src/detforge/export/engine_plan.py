@@ -1,23 +1,27 @@
-"""TensorRT engine plans without TensorRT: shapes, file names, trtexec commands, scripts.
+"""TensorRT engine plans without TensorRT: shapes, file names and ``trtexec`` commands.
 
-Everything here is pure: it reads the ONNX graph's input (no TensorRT, no GPU), and
-describes how a target builds the engine. ``detforge engine build`` uses it on a
-machine without TensorRT (or for another device) to write the exact command and a
-build script; ``export.tensorrt`` uses the same plan to build through the Python API.
+Everything here is pure: it reads the ONNX graph's input (no TensorRT, no GPU) and
+describes the build with the options that TensorRT version's ``trtexec`` has
+(:mod:`detforge.export.trt_compat`). ``detforge engine build`` uses it on a machine
+without TensorRT (or for another device) to write the exact command and a build script
+(:mod:`detforge.export.build_script`); ``export.tensorrt`` builds the same plan through
+the Python API.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from detforge.core.errors import ConfigError, ExportError
-from detforge.deploy.targets import Target, check_precision
+from detforge.core.artefacts.engine import EngineSidecar
+from detforge.core.artefacts.targets import Target, check_precision
+from detforge.core.errors import ConfigError, ExportError, TargetCapabilityError
+from detforge.export.trt_compat import rules_for
 
-__all__ = ["EnginePlan", "engine_file_name", "onnx_input", "parse_batch_range", "plan_engine",
-           "sha256_file", "trtexec_command"]
+__all__ = ["EnginePlan", "build_script", "engine_file_name", "onnx_input", "parse_batch_range",
+           "plan_engine", "plan_sidecar", "script_ref", "sha256_file", "trtexec_command"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class EnginePlan:
         qdq: True when the ONNX already holds Q/DQ nodes (explicit quantisation).
         workspace_mib: Workspace memory pool limit.
         timing_cache: Timing cache file, or None.
+        tensorrt: The TensorRT version the build is for (the target's, unless overridden).
+        dla_core: DLA core to build for (layers DLA lacks fall back to the GPU), or None.
     """
 
     onnx: Path
@@ -49,6 +55,8 @@ class EnginePlan:
     qdq: bool
     workspace_mib: int
     timing_cache: Path | None
+    tensorrt: str
+    dla_core: int | None = None
 
     def shape(self, b: int) -> str:
         c, h, w = self.chw
@@ -56,7 +64,11 @@ class EnginePlan:
 
 
 def parse_batch_range(text: str) -> tuple[int, int, int]:
-    """``"4"`` -> (4, 4, 4); ``"1-8"`` -> (1, 4, 8) with opt the middle power of two.
+    """``"4"`` -> (4, 4, 4); ``"1-8"`` -> (1, 8, 8).
+
+    The optimisation profile's opt shape is the largest batch: TensorRT tunes its kernels
+    for opt, and DeepStream's nvinfer (and Triton's dynamic batcher under load) always send
+    full batches.
 
     Raises:
         ConfigError: Not ``N`` or ``MIN-MAX`` with 1 <= MIN <= MAX.
@@ -68,10 +80,7 @@ def parse_batch_range(text: str) -> tuple[int, int, int]:
         raise ConfigError(f"batch {text!r} must be N or MIN-MAX, e.g. 1-8") from None
     if lo < 1 or hi < lo:
         raise ConfigError(f"batch {text!r}: need 1 <= MIN <= MAX")
-    opt = lo
-    while opt * 2 <= hi and opt * 2 <= max(lo, (lo + hi) // 2):
-        opt *= 2
-    return lo, max(opt, lo), hi
+    return lo, hi, hi
 
 
 def parse_size(text: str) -> int:
@@ -128,23 +137,46 @@ def onnx_input(path: str | Path) -> tuple[str, tuple[int | None, int, int, int],
     return inputs[0].name, (vals[0], c, h, w), qdq
 
 
-def engine_file_name(batch: int, precision: str) -> str:
-    """DeepStream-Yolo's engine name, ``model_b{B}_gpu0_{precision}.engine``."""
-    return f"model_b{batch}_gpu0_{precision}.engine"
+def engine_file_name(batch: int, precision: str, dla_core: int | None = None) -> str:
+    """DeepStream-Yolo's engine name, ``model_b{B}_gpu0_{precision}.engine`` (``dla{N}``
+    instead of ``gpu0`` for a DLA engine, as nvinfer names them)."""
+    device = "gpu0" if dla_core is None else f"dla{dla_core}"
+    return f"model_b{batch}_{device}_{precision}.engine"
 
 
 def plan_engine(onnx: str | Path, target: Target, precision: str, *,
                 batch: tuple[int, int, int] = (1, 1, 1), workspace: str = "2GiB",
-                timing_cache: str | Path | None = None,
-                engine: str | Path | None = None) -> EnginePlan:
-    """Check the request against the target and the model, and describe the build.
+                timing_cache: str | Path | None = None, engine: str | Path | None = None,
+                tensorrt: str | None = None, dla_core: int | None = None) -> EnginePlan:
+    """Check the request against the target, its TensorRT and the model; describe the build.
+
+    Args:
+        onnx: The ONNX model.
+        target: The target device.
+        precision: fp32, fp16 or int8 (INT8 needs a Q/DQ model).
+        batch: (min, opt, max) batch.
+        workspace: Workspace limit, e.g. ``2GiB``.
+        timing_cache: Timing cache file.
+        engine: Engine file (default: DeepStream-Yolo's name beside the ONNX).
+        tensorrt: Another TensorRT version than the target's usual one.
+        dla_core: Build for this DLA core (targets with DLA; FP16 or INT8 only).
 
     Raises:
-        TargetCapabilityError: The target cannot run ``precision``.
-        ExportError: The model cannot serve the batch range, or INT8 lacks Q/DQ on a
-            TensorRT >= 11 target.
+        TargetCapabilityError: The target cannot run ``precision`` or has no such DLA core.
+        ExportError: The model cannot serve the batch range.
     """
     check_precision(target, precision)
+    version = tensorrt or target.tensorrt
+    rules_for(version)
+    if dla_core is not None:
+        if dla_core < 0 or dla_core >= target.dla_cores:
+            have = (f"DLA cores 0-{target.dla_cores - 1}" if target.dla_cores
+                    else "no DLA")
+            raise TargetCapabilityError(f"{target.title} has {have}; --dla {dla_core} is not "
+                                        f"available (see `detforge targets`)")
+        if precision == "fp32":
+            raise TargetCapabilityError("DLA runs FP16 or INT8 only (trtexec would silently "
+                                        "build FP16); pass --precision fp16 or int8")
     onnx = Path(onnx)
     name, (b, c, h, w), qdq = onnx_input(onnx)
     if b is not None and batch != (b, b, b):
@@ -153,55 +185,83 @@ def plan_engine(onnx: str | Path, target: Target, precision: str, *,
         else:
             raise ExportError(f"{onnx}: input batch is fixed at {b}; re-export with "
                               f"--batch dynamic to build for batch {batch[0]}-{batch[2]}")
-    if precision == "int8" and not qdq and target.tensorrt_major >= 11:
-        raise ExportError(f"{target.title} uses TensorRT {target.tensorrt}, which builds INT8 only "
-                          f"from a Q/DQ model; run `detforge quantize {onnx} --data DS` first")
-    out = Path(engine) if engine else onnx.with_name(engine_file_name(batch[2], precision))
-    return EnginePlan(onnx, out, target, precision, name, (c, h, w), batch, b is None, qdq,
-                      parse_size(workspace), None if timing_cache is None else Path(timing_cache))
+    out = Path(engine) if engine else onnx.with_name(engine_file_name(batch[2], precision,
+                                                                      dla_core))
+    return EnginePlan(onnx.resolve(), out.resolve(), target, precision, name, (c, h, w), batch,
+                      b is None, qdq, parse_size(workspace),
+                      None if timing_cache is None else Path(timing_cache).resolve(),
+                      version, dla_core)
+
+
+def script_ref(path: Path, folder: Path) -> str:
+    """``path`` as a build script in ``folder`` refers to it: relative when inside the
+    folder (the bundle moves as a whole), else absolute."""
+    try:
+        return path.resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
 
 
 def trtexec_command(plan: EnginePlan) -> list[str]:
-    """The ``trtexec`` command that builds ``plan`` on its target.
+    """The ``trtexec`` command that builds ``plan`` on its target, run from the engine's
+    folder (paths relative to it, or absolute).
 
-    TensorRT >= 11 is strongly typed: precision comes from the ONNX itself (FP16-converted
-    or Q/DQ), so no precision flags are passed. Older TensorRT takes ``--fp16``/``--int8``;
-    INT8 from a Q/DQ model keeps FP16 enabled for the float layers, as TensorRT advises.
+    Options follow the plan's TensorRT version (:mod:`detforge.export.trt_compat`): 8.2
+    limits the workspace with ``--workspace=MiB``, 8.4 on with
+    ``--memPoolSize=workspace:MiB``; up to 10.x precision is ``--fp16`` / ``--int8``
+    (INT8 from a Q/DQ model keeps FP16 on for the float layers, as TensorRT advises);
+    TensorRT 11 is strongly typed, so precision comes from the ONNX and no flag is passed.
     """
-    cmd = ["trtexec", f"--onnx={plan.onnx.name}", f"--saveEngine={plan.engine.name}"]
-    if plan.target.tensorrt_major >= 11:
-        cmd.append("--stronglyTyped")
-    elif plan.precision == "fp16":
+    rules = rules_for(plan.tensorrt).trtexec
+    folder = plan.engine.parent
+    cmd = ["trtexec", f"--onnx={script_ref(plan.onnx, folder)}",
+           f"--saveEngine={script_ref(plan.engine, folder)}"]
+    if rules.precision_flags and plan.precision == "fp16":
         cmd.append("--fp16")
-    elif plan.precision == "int8":
+    elif rules.precision_flags and plan.precision == "int8":
         cmd += ["--int8", "--fp16"]
     if plan.dynamic:
         lo, opt, hi = plan.batch
         cmd += [f"--minShapes={plan.input_name}:{plan.shape(lo)}",
                 f"--optShapes={plan.input_name}:{plan.shape(opt)}",
                 f"--maxShapes={plan.input_name}:{plan.shape(hi)}"]
-    cmd.append(f"--memPoolSize=workspace:{plan.workspace_mib}M")
+    if rules.workspace == "--workspace":
+        cmd.append(f"--workspace={plan.workspace_mib}")
+    else:
+        cmd.append(f"--memPoolSize=workspace:{plan.workspace_mib}")
+    if plan.dla_core is not None:
+        cmd += [f"--useDLACore={plan.dla_core}", "--allowGPUFallback"]
     if plan.timing_cache is not None:
-        cmd.append(f"--timingCacheFile={plan.timing_cache.name}")
+        cmd.append(f"--timingCacheFile={script_ref(plan.timing_cache, folder)}")
     return cmd
 
 
 def build_script(plan: EnginePlan) -> str:
-    """A POSIX shell script that builds the engine on the target and checks the result."""
-    t = plan.target
-    cmd = " ".join(shlex.quote(c) for c in trtexec_command(plan))
-    return f"""#!/usr/bin/env bash
-# Build {plan.engine.name} for {t.title} ({t.sm}), {plan.precision},
-# batch {plan.batch[0]}-{plan.batch[2]}.
-# Run it on the target itself: engines are tied to the GPU and the TensorRT version.
-# Expected software: TensorRT {t.tensorrt}{f", JetPack {t.jetpack}" if t.jetpack else ""}.
-set -euo pipefail
-cd "$(dirname "$0")"
-TRTEXEC="${{TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}}"
-if [ ! -x "$TRTEXEC" ]; then
-  echo "trtexec not found; install TensorRT or set TRTEXEC=/path/to/trtexec" >&2
-  exit 2
-fi
-"$TRTEXEC" {cmd.removeprefix("trtexec ")}
-echo "built {plan.engine.name}"
-"""
+    """The bash script that builds ``plan`` on its target and writes its manifest
+    (:func:`detforge.export.build_script.render_script`)."""
+    from detforge.export.build_script import render_script
+
+    return render_script(plan)
+
+
+def plan_sidecar(plan: EnginePlan, *, gpu_name: str | None, compute_capability: str,
+                 tensorrt_version: str, cuda_version: str | None, builder: str,
+                 onnx_sha256: str | None, engine_sha256: str | None = None) -> EngineSidecar:
+    """The manifest of the engine ``plan`` builds, given what the building device reports."""
+    from detforge.core.errors import BackendError
+    from detforge.runtime.metadata import read_onnx_meta
+
+    try:
+        meta = read_onnx_meta(plan.onnx)
+    except BackendError:  # a model without detforge/Ultralytics metadata: none to record
+        meta = None
+    c, h, w = plan.chw
+    return EngineSidecar.model_validate(dict(
+        engine=plan.engine.name, target=plan.target.name, precision=plan.precision,
+        gpu_name=gpu_name, compute_capability=compute_capability,
+        tensorrt_version=tensorrt_version, cuda_version=cuda_version,
+        batch={"min": plan.batch[0], "opt": plan.batch[1], "max": plan.batch[2]},
+        input_name=plan.input_name, input_shape=(-1 if plan.dynamic else plan.batch[2], c, h, w),
+        onnx=plan.onnx.name, onnx_sha256=onnx_sha256, engine_sha256=engine_sha256, meta=meta,
+        built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        builder=builder, dla_core=plan.dla_core))

@@ -15,7 +15,44 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["softmax_inner_axis"]
+__all__ = ["opset_of", "reduce_node", "softmax_inner_axis", "split_node"]
+
+
+def opset_of(model: Any) -> int:
+    """The ``ai.onnx`` opset of ``model``."""
+    return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
+
+
+def reduce_node(graph: Any, op: str, x: str, y: str, axes: list[int], opset: int,
+                name: str) -> Any:
+    """A ``Reduce*`` node over ``axes`` (keepdims) in the form ``opset`` defines.
+
+    ``axes`` is an attribute up to opset 17 (``ReduceSum``: 12) and an input from 18
+    (``ReduceSum``: 13). The form matters beyond ONNX validity: TensorRT 8.x's importer
+    reads ``axes`` only as an attribute for every ``Reduce*`` but ``ReduceSum``, and reduces
+    over all axes when it comes as an input (``detforge.export.trt_compat``). The input
+    form's constant is added to ``graph`` as ``{name}_axes``.
+    """
+    from onnx import helper, numpy_helper
+
+    if opset >= (13 if op == "ReduceSum" else 18):
+        graph.initializer.append(numpy_helper.from_array(np.array(axes, np.int64),
+                                                         f"{name}_axes"))
+        return helper.make_node(op, [x, f"{name}_axes"], [y], keepdims=1, name=name)
+    return helper.make_node(op, [x], [y], axes=axes, keepdims=1, name=name)
+
+
+def split_node(graph: Any, x: str, ys: list[str], sizes: list[int], axis: int, opset: int,
+               name: str) -> Any:
+    """A ``Split`` into ``sizes`` along ``axis``: sizes as an attribute before opset 13, as
+    an input (constant ``{name}_sizes``) from 13."""
+    from onnx import helper, numpy_helper
+
+    if opset >= 13:
+        graph.initializer.append(numpy_helper.from_array(np.array(sizes, np.int64),
+                                                         f"{name}_sizes"))
+        return helper.make_node("Split", [x, f"{name}_sizes"], ys, axis=axis, name=name)
+    return helper.make_node("Split", [x], ys, axis=axis, split=sizes, name=name)
 
 
 def softmax_inner_axis(model: Any) -> int:
@@ -31,9 +68,9 @@ def softmax_inner_axis(model: Any) -> int:
     Returns:
         The number of Softmax nodes replaced.
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
-    opset = int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
+    opset = opset_of(model)
     if opset < 13:
         return 0
     g = model.graph
@@ -46,18 +83,11 @@ def softmax_inner_axis(model: Any) -> int:
             continue
         x, y = node.input[0], node.output[0]
         p = f"{node.name or 'softmax'}_{replaced}_sm"
-        # ReduceSum takes its axes as an input from opset 13, ReduceMax from opset 18
-        g.initializer.append(numpy_helper.from_array(np.array([axis], np.int64), f"{p}_axes"))
-        rmax = (helper.make_node("ReduceMax", [x, f"{p}_axes"], [f"{p}_max"], keepdims=1,
-                                 name=f"{p}_rmax") if opset >= 18 else
-                helper.make_node("ReduceMax", [x], [f"{p}_max"], axes=[axis], keepdims=1,
-                                 name=f"{p}_rmax"))
         nodes += [
-            rmax,
+            reduce_node(g, "ReduceMax", x, f"{p}_max", [axis], opset, f"{p}_rmax"),
             helper.make_node("Sub", [x, f"{p}_max"], [f"{p}_shift"], name=f"{p}_sub"),
             helper.make_node("Exp", [f"{p}_shift"], [f"{p}_exp"], name=f"{p}_exp"),
-            helper.make_node("ReduceSum", [f"{p}_exp", f"{p}_axes"], [f"{p}_sum"], keepdims=1,
-                             name=f"{p}_rsum"),
+            reduce_node(g, "ReduceSum", f"{p}_exp", f"{p}_sum", [axis], opset, f"{p}_rsum"),
             helper.make_node("Div", [f"{p}_exp", f"{p}_sum"], [y], name=f"{p}_div"),
         ]
         replaced += 1

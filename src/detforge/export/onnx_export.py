@@ -22,20 +22,57 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from detforge.core.artefacts.targets import Target
 from detforge.core.atomic import atomic_write_bytes
 from detforge.core.errors import ConfigError, ExportError, MissingExtraError
-from detforge.export.graph_passes import softmax_inner_axis
+from detforge.export.graph_passes import opset_of, reduce_node, softmax_inner_axis, split_node
+from detforge.export.trt_compat import export_opset, rules_for
 
-__all__ = ["EXPORT_LAYOUTS", "ExportResult", "append_deepstream_decode", "export_onnx",
-           "lineage_for"]
+__all__ = ["EXPORT_LAYOUTS", "MIN_OPSET", "ExportResult", "append_deepstream_decode",
+           "export_onnx", "lineage_for", "resolve_opset"]
 
 EXPORT_LAYOUTS = ("raw", "deepstream", "end2end")
+MIN_OPSET = 13
+"""Oldest opset exported: the ONNX ceiling of TensorRT 8.2 (Jetson Nano/TX2), and the first
+whose ``Softmax`` works on one axis and whose ``Split`` / ``ReduceSum`` take tensor inputs,
+which the graph passes write."""
+
+
+def resolve_opset(opset: int | str | None, targets: Sequence[Target] = ()) -> int:
+    """The opset to export: ``auto`` (or None) is the highest every target's TensorRT
+    imports, capped at 17 (:func:`detforge.export.trt_compat.export_opset`); a number is
+    checked against the targets.
+
+    Raises:
+        ConfigError: Not ``auto`` or a number from 13, or above what a target imports.
+
+    Example:
+        >>> from detforge.core.artefacts import get_target
+        >>> resolve_opset("auto", [get_target("jetson-nano"), get_target("t4")])
+        13
+    """
+    if opset is None or opset == "auto":
+        return export_opset([t.tensorrt for t in targets])
+    try:
+        n = int(opset)
+    except ValueError:
+        raise ConfigError(f"--opset {opset!r} must be 'auto' or a number, e.g. 17") from None
+    if n < MIN_OPSET:
+        raise ConfigError(f"--opset {n}: detforge exports opset {MIN_OPSET} or later (the graph "
+                          f"passes need it; TensorRT 8.2 imports up to 13)")
+    for t in targets:
+        hi = rules_for(t.tensorrt).opset[1]
+        if n > hi:
+            raise ConfigError(f"--opset {n}: {t.name} runs TensorRT {t.tensorrt}, which imports "
+                              f"opset {hi} at most; use --opset auto or {hi}")
+    return n
 
 
 @dataclass(frozen=True)
@@ -96,9 +133,9 @@ def _dict_or_empty(value: Any) -> dict[str, Any]:
 
 
 def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] = (640, 640),
-                batch: int | None = None, layout: str = "raw", opset: int | None = None,
-                simplify: bool = True, max_det: int = 300, conf: float = 0.25,
-                iou: float = 0.7, max_batch: int = 16) -> ExportResult:
+                batch: int | None = None, layout: str = "raw", opset: int | str | None = "auto",
+                targets: Sequence[Target] = (), simplify: bool = True, max_det: int = 300,
+                conf: float = 0.25, iou: float = 0.7, max_batch: int = 16) -> ExportResult:
     """Export Ultralytics weights to an ONNX file with detforge metadata.
 
     Args:
@@ -107,8 +144,11 @@ def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] 
         imgsz: Input (height, width); both must be multiples of the model stride.
         batch: Fixed batch size, or None for a dynamic batch dimension.
         layout: ``raw``, ``deepstream`` or ``end2end``.
-        opset: ONNX opset (None: Ultralytics' best for this torch).
-        simplify: Run onnxslim on the graph.
+        opset: ONNX opset, or ``auto`` (None): what ``targets`` import (:func:`resolve_opset`;
+            17 without targets, 13 with a TensorRT 8.2 device).
+        targets: The devices the model is for; they decide ``auto`` and bound a number.
+        simplify: Run onnxslim on the graph (again once H and W are fixed, which folds the
+            anchor grid and shape arithmetic into constants).
         max_det: Detections kept per image by ``end2end``.
         conf: Score threshold inside ``end2end``.
         iou: NMS IoU threshold inside ``end2end``.
@@ -123,6 +163,7 @@ def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] 
     """
     if layout not in EXPORT_LAYOUTS:
         raise ConfigError(f"unknown layout {layout!r}; choose one of {list(EXPORT_LAYOUTS)}")
+    opset = resolve_opset(opset, targets)
     weights = Path(weights)
     if not weights.is_file():
         raise ExportError(f"{weights}: weights file not found")
@@ -165,6 +206,8 @@ def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] 
 
         graph_model = onnx.load(str(produced))
     _fix_input_shape(graph_model, imgsz, batch)
+    if simplify:
+        graph_model = _fold_fixed_shapes(graph_model)
     softmax_inner_axis(graph_model)  # same outputs, ~13 % faster on the CPU
     if layout == "deepstream":
         append_deepstream_decode(graph_model, len(classes))
@@ -179,7 +222,7 @@ def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] 
     onnx.checker.check_model(graph_model)
     out = Path(out)
     atomic_write_bytes(out, graph_model.SerializeToString())
-    used_opset = next(o.version for o in graph_model.opset_import if o.domain in ("", "ai.onnx"))
+    used_opset = opset_of(graph_model)
     return ExportResult(out, layout, imgsz, batch, classes, used_opset)
 
 
@@ -193,43 +236,50 @@ def _fix_input_shape(model: Any, imgsz: tuple[int, int], batch: int | None) -> N
     dims[2].dim_value, dims[3].dim_value = imgsz
 
 
+def _fold_fixed_shapes(model: Any) -> Any:
+    """onnxslim once more, now that only the batch is dynamic: the anchor grid (a float
+    ``Range`` over the feature map size, which TensorRT 8.2 cannot import unless constant)
+    and the shape arithmetic fold into constants, as in a fixed-size export."""
+    import onnxslim
+
+    try:
+        return onnxslim.slim(model)
+    except Exception as exc:  # onnxslim raises many kinds; the unfolded graph is still valid
+        logging.getLogger(__name__).warning("onnxslim could not fold the graph (%s)", exc)
+        return model
+
+
 def append_deepstream_decode(model: Any, num_classes: int) -> None:
-    """Raw ``[B, 4+K, N]`` -> ``output`` ``[B, N, 6]``; input renamed to ``input``."""
+    """Raw ``[B, 4+K, N]`` -> ``output`` ``[B, N, 6]``; input renamed to ``input``.
+
+    The appended nodes use the forms of the model's own opset (:func:`reduce_node`,
+    :func:`split_node`), so the graph stays within what its opset's consumers import.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     g = model.graph
+    opset = opset_of(model)
     raw = g.output[0].name
     old_in = g.input[0].name
     for node in g.node:
         node.input[:] = ["input" if i == old_in else i for i in node.input]
     g.input[0].name = "input"
-    consts: dict[str, Any] = {
-        "ds_split": np.array([2, 2, num_classes], np.int64),
-        "ds_half": np.array(0.5, np.float32),
-    }
-    g.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
-    nodes = [
-        helper.make_node("Transpose", [raw], ["ds_t"], perm=[0, 2, 1]),
-        helper.make_node("Split", ["ds_t", "ds_split"], ["ds_xy", "ds_wh", "ds_cls"], axis=2),
-        helper.make_node("Mul", ["ds_wh", "ds_half"], ["ds_hwh"]),
-        helper.make_node("Sub", ["ds_xy", "ds_hwh"], ["ds_p1"]),
-        helper.make_node("Add", ["ds_xy", "ds_hwh"], ["ds_p2"]),
-        helper.make_node("ReduceMax", ["ds_cls"], ["ds_score"], axes=[2], keepdims=1)
-        if _opset(model) < 18 else
-        helper.make_node("ReduceMax", ["ds_cls", "ds_axes"], ["ds_score"], keepdims=1),
-        helper.make_node("ArgMax", ["ds_cls"], ["ds_arg"], axis=2, keepdims=1),
-        helper.make_node("Cast", ["ds_arg"], ["ds_label"], to=TensorProto.FLOAT),
+    g.initializer.append(numpy_helper.from_array(np.array(0.5, np.float32), "ds_half"))
+    g.node.extend([
+        helper.make_node("Transpose", [raw], ["ds_t"], perm=[0, 2, 1], name="ds_transpose"),
+        split_node(g, "ds_t", ["ds_xy", "ds_wh", "ds_cls"], [2, 2, num_classes], 2, opset,
+                   "ds_split"),
+        helper.make_node("Mul", ["ds_wh", "ds_half"], ["ds_hwh"], name="ds_half_wh"),
+        helper.make_node("Sub", ["ds_xy", "ds_hwh"], ["ds_p1"], name="ds_x1y1"),
+        helper.make_node("Add", ["ds_xy", "ds_hwh"], ["ds_p2"], name="ds_x2y2"),
+        reduce_node(g, "ReduceMax", "ds_cls", "ds_score", [2], opset, "ds_score"),
+        helper.make_node("ArgMax", ["ds_cls"], ["ds_arg"], axis=2, keepdims=1, name="ds_argmax"),
+        helper.make_node("Cast", ["ds_arg"], ["ds_label"], to=TensorProto.FLOAT,
+                         name="ds_label"),
         helper.make_node("Concat", ["ds_p1", "ds_p2", "ds_score", "ds_label"], ["output"],
-                         axis=2),
-    ]
-    if _opset(model) >= 18:
-        g.initializer.append(numpy_helper.from_array(np.array([2], np.int64), "ds_axes"))
-    g.node.extend(nodes)
+                         axis=2, name="ds_output"),
+    ])
     batch_dim = g.input[0].type.tensor_type.shape.dim[0]
     b: int | str = batch_dim.dim_value if batch_dim.HasField("dim_value") else "batch"
     del g.output[:]
     g.output.append(helper.make_tensor_value_info("output", TensorProto.FLOAT, [b, None, 6]))
-
-
-def _opset(model: Any) -> int:
-    return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))

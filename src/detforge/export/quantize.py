@@ -8,7 +8,8 @@ accurate:
   INT8 accuracy collapse);
 * activations and weights are symmetric int8 (zero point 0), weights per channel, in the
   QDQ format (QuantizeLinear/DequantizeLinear pairs) that ONNX Runtime runs on the CPU and
-  TensorRT builds from;
+  TensorRT builds from; biases stay float (:func:`_extra_options`), since TensorRT cannot
+  dequantize the int32 biases ONNX Runtime writes by default;
 * the detection head's decode path stays float. It is found from the graph, not from
   node names: walking back from the outputs, every node up to and including the last
   convolutions. Quantising it makes box coordinates (0..640) and class scores (0..1) share
@@ -61,8 +62,12 @@ def float_head_nodes(model: Any) -> list[str]:
 
     Walks back from every graph output through any node except ``Conv``; each ``Conv``
     reached is kept too (the last convolution of each head branch) and the walk stops there.
+    The DFL expectation is a ``Conv`` too (one output channel, no bias, fixed 0..15 weights):
+    the walk goes through it to the box branch's last convolutions, whose 16-bin logits feed a
+    softmax.
     """
     producer = {out: node for node in model.graph.node for out in node.output}
+    dims = {i.name: tuple(i.dims) for i in model.graph.initializer}
     keep: dict[str, None] = {}
     stack = [o.name for o in model.graph.output]
     seen: set[str] = set()
@@ -73,7 +78,8 @@ def float_head_nodes(model: Any) -> list[str]:
         seen.add(tensor)
         node = producer[tensor]
         keep[node.name] = None
-        if node.op_type != "Conv":
+        dfl = len(node.input) == 2 and dims.get(node.input[1], ())[:1] == (1,)  # no bias
+        if node.op_type != "Conv" or dfl:
             stack.extend(node.input)
     return list(keep)
 
@@ -157,8 +163,7 @@ def quantize_int8(onnx_path: str | Path, out: str | Path,
                 activation_type=QuantType.QInt8 if flavour == "tensorrt" else QuantType.QUInt8,
                 weight_type=QuantType.QInt8, per_channel=per_channel, calibrate_method=calib,
                 nodes_to_exclude=head,
-                extra_options={"ActivationSymmetric": flavour == "tensorrt",
-                               "WeightSymmetric": True})
+                extra_options=_extra_options(flavour))
         except Exception as exc:
             raise ExportError(f"{onnx_path}: INT8 quantisation failed ({exc})") from exc
         finally:
@@ -167,6 +172,20 @@ def quantize_int8(onnx_path: str | Path, out: str | Path,
     _set_precision(qmodel, props, "int8")
     atomic_write_bytes(out, qmodel.SerializeToString())
     return QuantizeResult(Path(out), "int8", len(calibration), method, tuple(head), flavour)
+
+
+def _extra_options(flavour: str) -> dict[str, bool]:
+    """``quantize_static`` options per flavour.
+
+    The TensorRT flavour keeps biases in float (``QuantizeBias=False``): ONNX Runtime's
+    default stores them as int32 behind a ``DequantizeLinear``, and TensorRT's ONNX importer
+    dequantizes only INT8 (8.x) or INT8/FP8/INT4 (10.x) tensors, so every such bias fails the
+    build ("only activation types allowed as input to this layer"). TensorRT fuses a float
+    bias into the INT8 convolution itself. See :mod:`detforge.export.trt_compat`.
+    """
+    tensorrt = flavour == "tensorrt"
+    return {"ActivationSymmetric": tensorrt, "WeightSymmetric": True,
+            "QuantizeBias": not tensorrt}
 
 
 def convert_fp16(onnx_path: str | Path, out: str | Path) -> QuantizeResult:

@@ -1,91 +1,53 @@
-"""Build TensorRT plans through the Python API, with a sidecar manifest.
+"""Build TensorRT plans through the Python API, with a manifest beside each.
 
-Two build paths:
+The API differs between versions (:class:`detforge.export.trt_compat.PythonApi`, from
+``NVIDIA/TensorRT`` ``python/src/infer/pyCore.cpp`` at each tag):
 
-* TensorRT <= 10 (JetPack 5/6, DeepStream 6.x/7.x): builder flags select FP16/INT8;
-  INT8 comes from a Q/DQ model (explicit quantisation) or, for a float model, from an
-  entropy calibrator fed with the runtime's own letterbox preprocessing.
-* TensorRT >= 11: networks are strongly typed; precision comes from the ONNX (an
-  FP16-converted or Q/DQ model), and there are no precision flags or calibrators.
+* 8.5 / 8.6: the ONNX parser needs an explicit-batch network
+  (``NetworkDefinitionCreationFlag.EXPLICIT_BATCH``); precision through
+  ``BuilderFlag.FP16`` / ``INT8``;
+* 10.x: explicit batch is the default (the flag is deprecated and not passed); same
+  builder flags;
+* 11.x: networks are strongly typed; there is no ``EXPLICIT_BATCH``, no FP16/INT8 builder
+  flag and no calibrator: precision comes from the ONNX (FP16-converted or Q/DQ);
+* 8.2 (JetPack 4.6) lacks ``set_memory_pool_limit``: refused, with the ``build_engine.sh``
+  that ``trtexec`` runs there named instead.
 
-Engines are plain serialized plans (no header), so trtexec, DeepStream and Triton load
-them. Each gets ``<engine>.json``: GPU, compute capability, TensorRT and CUDA versions,
-precision, batch range, input shape and the source ONNX sha256.
+INT8 always comes from a Q/DQ model (explicit quantisation, ``detforge quantize``), the one
+path every version shares. Engines are plain serialized plans (no header), so trtexec,
+DeepStream and Triton load them. Each gets ``<engine>.json``
+(:class:`~detforge.core.artefacts.EngineSidecar`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
+from detforge.core.artefacts.engine import (
+    EngineSidecar,
+    read_engine_sidecar,
+    sidecar_path,
+    write_engine_sidecar,
+)
+from detforge.core.atomic import atomic_write_bytes
+from detforge.core.errors import DetforgeError, ExportError, MissingExtraError
+from detforge.export.engine_plan import EnginePlan, plan_sidecar, sha256_file
+from detforge.export.trt_compat import rules_for
 
-from detforge.core.atomic import atomic_write_bytes, atomic_write_json
-from detforge.core.errors import ExportError, MissingExtraError
-from detforge.export.engine_plan import EnginePlan, sha256_file
+__all__ = ["build_engine", "local_device", "manifest_path", "read_manifest"]
 
-__all__ = ["build_engine", "engine_manifest", "manifest_path", "read_manifest"]
-
-
-def manifest_path(engine: str | Path) -> Path:
-    """Sidecar manifest of an engine: ``model.engine`` -> ``model.engine.json``."""
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
-
-
-def engine_manifest(plan: EnginePlan, device: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of an engine built from ``plan`` on ``device``.
-
-    Args:
-        plan: The build plan.
-        device: ``gpu_name``, ``compute_capability`` ("8.7"), ``tensorrt_version``,
-            ``cuda_version`` of the machine that built it.
-    """
-    c, h, w = plan.chw
-    from detforge.runtime.metadata import read_onnx_meta
-
-    onnx_sha = sha256_file(plan.onnx)
-    return {
-        "engine": plan.engine.name,
-        "target": plan.target.name,
-        "gpu_name": device.get("gpu_name"),
-        "compute_capability": device.get("compute_capability"),
-        "tensorrt_version": device.get("tensorrt_version"),
-        "cuda_version": device.get("cuda_version"),
-        "precision": plan.precision,
-        "batch": {"min": plan.batch[0], "opt": plan.batch[1], "max": plan.batch[2]},
-        "min_batch": plan.batch[0],
-        "max_batch": plan.batch[2],
-        "input_name": plan.input_name,
-        "input_shape": [-1 if plan.dynamic else plan.batch[2], c, h, w],
-        "source_onnx": plan.onnx.name,
-        "source_onnx_sha256": onnx_sha,
-        "onnx": plan.onnx.name,
-        "onnx_sha256": onnx_sha,
-        "meta": read_onnx_meta(plan.onnx).model_dump(mode="json"),
-        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+manifest_path = sidecar_path
 
 
-def read_manifest(engine: str | Path) -> dict[str, Any]:
-    """Read an engine's manifest.
+def read_manifest(engine: str | Path) -> EngineSidecar:
+    """Read and validate an engine's manifest.
 
     Raises:
-        ExportError: The manifest is missing or not JSON.
+        ExportError: The manifest is missing, not JSON, or a field is missing or malformed
+            (one line naming the field).
     """
-    path = manifest_path(engine)
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{path}: no manifest beside the engine; rebuild it with "
-                          "`detforge engine build` so it records where it can run") from None
-    except json.JSONDecodeError as exc:
-        raise ExportError(f"{path}: manifest is not valid JSON ({exc})") from exc
-    return data
+    return read_engine_sidecar(engine, error=ExportError)
 
 
 def _trt() -> Any:
@@ -114,49 +76,63 @@ def local_device() -> dict[str, Any]:
     major, minor = torch.cuda.get_device_capability(0)
     return {"gpu_name": torch.cuda.get_device_name(0),
             "compute_capability": f"{major}.{minor}",
-            "tensorrt_version": trt.__version__, "cuda_version": torch.version.cuda}
+            "tensorrt_version": str(trt.__version__), "cuda_version": torch.version.cuda}
 
 
-def build_engine(plan: EnginePlan, *,
-                 calibration: Iterator[NDArray[np.float32]] | None = None) -> dict[str, Any]:
-    """Build ``plan`` with the TensorRT Python API; write the plan and its manifest.
+def build_engine(plan: EnginePlan, *, device: dict[str, Any] | None = None) -> EngineSidecar:
+    """Build ``plan`` with this machine's TensorRT Python API; write the plan and its manifest.
 
     Args:
         plan: From :func:`detforge.export.engine_plan.plan_engine`.
-        calibration: Preprocessed NCHW float32 batches for INT8 calibration of a float
-            (non Q/DQ) model on TensorRT <= 10.
+        device: This machine's ``gpu_name``, ``compute_capability`` and ``cuda_version``
+            (default: :func:`local_device`).
 
     Returns:
         The manifest written beside the engine.
 
     Raises:
         MissingExtraError: TensorRT or a CUDA GPU is missing.
-        ExportError: Parsing or building failed (TensorRT's own messages included).
+        ExportError: This TensorRT has no Python builder here (8.2: use build_engine.sh),
+            or parsing or building failed (TensorRT's own messages included).
+        TargetCapabilityError: The installed TensorRT cannot build the model.
     """
     trt = _trt()
-    device = local_device()
-    major = int(trt.__version__.split(".")[0])
+    version = str(trt.__version__)
+    script = plan.engine.with_name(plan.engine.stem + ".build.sh")
+    try:
+        rules = rules_for(version)
+    except DetforgeError as exc:
+        raise ExportError(f"TensorRT {version} is not one detforge's Python builder knows "
+                          f"({exc}); build with trtexec: {script.name} beside the engine") from exc
+    api = rules.python
+    if not api.builder:
+        raise ExportError(f"TensorRT {version}'s Python API has no set_memory_pool_limit "
+                          f"(added in 8.4); detforge builds through it from 8.5. Build with "
+                          f"trtexec instead: bash {script}")
+    from detforge.export.engine_check import require_buildable
+
+    require_buildable(plan.onnx, plan.target, plan.precision, tensorrt=version)
+    device = device or local_device()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    strongly_typed = major >= 11
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    flags = 0
+    if api.explicit_batch == "required":
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(plan.onnx.read_bytes()):
+    if not parser.parse(plan.onnx.read_bytes(), str(plan.onnx)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"{plan.onnx}: TensorRT could not parse the model: {errors}")
+        raise ExportError(f"{plan.onnx}: TensorRT {version} could not parse the model: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_mib << 20)
-    if not strongly_typed:
-        if plan.precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if plan.precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)
-            if not plan.qdq:
-                if calibration is None:
-                    raise ExportError(f"{plan.onnx}: INT8 from a float model needs calibration "
-                                      "images; pass --data DS or quantize the model first")
-                config.int8_calibrator = _calibrator(trt, calibration, plan)
+    if api.precision_flags and plan.precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)
+    if api.precision_flags and plan.precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+    if plan.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = plan.dla_core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     if plan.dynamic:
         profile = builder.create_optimization_profile()
         profile.set_shape(plan.input_name, *((b, *plan.chw) for b in plan.batch))
@@ -168,40 +144,15 @@ def build_engine(plan: EnginePlan, *,
     config.set_timing_cache(cache, ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise ExportError(f"{plan.onnx}: TensorRT failed to build the engine; rerun with "
-                          "TensorRT verbose logging (trtexec --verbose) to see why")
+        raise ExportError(f"{plan.onnx}: TensorRT {version} failed to build the engine; rerun "
+                          f"with verbose logging (trtexec --verbose, or bash {script.name})")
     atomic_write_bytes(plan.engine, bytes(serialized))
     if plan.timing_cache is not None:
         atomic_write_bytes(plan.timing_cache, bytes(config.get_timing_cache().serialize()))
-    manifest = engine_manifest(plan, device)
-    atomic_write_json(manifest_path(plan.engine), manifest)
-    return manifest
-
-
-def _calibrator(trt: Any, batches: Iterator[NDArray[np.float32]], plan: EnginePlan) -> Any:
-    import torch
-
-    class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self._batches = batches
-            self._device: torch.Tensor | None = None
-            self._cache = plan.engine.with_suffix(".calib")
-
-        def get_batch_size(self) -> int:
-            return plan.batch[1]
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            batch = next(self._batches, None)
-            if batch is None:
-                return None
-            self._device = torch.from_numpy(np.ascontiguousarray(batch)).cuda()
-            return [int(self._device.data_ptr())]
-
-        def read_calibration_cache(self) -> bytes | None:
-            return self._cache.read_bytes() if self._cache.exists() else None
-
-        def write_calibration_cache(self, cache: bytes) -> None:
-            atomic_write_bytes(self._cache, bytes(cache))
-
-    return _EntropyCalibrator()
+    sidecar = plan_sidecar(plan, gpu_name=device.get("gpu_name"),
+                           compute_capability=str(device["compute_capability"]),
+                           tensorrt_version=version, cuda_version=device.get("cuda_version"),
+                           builder="python-api", onnx_sha256=sha256_file(plan.onnx),
+                           engine_sha256=sha256_file(plan.engine))
+    write_engine_sidecar(plan.engine, sidecar)
+    return sidecar

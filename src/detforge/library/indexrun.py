@@ -354,6 +354,11 @@ class LibrarySink:
         self.run.flush_tags()
         self.run.writer.flush()
 
+    def abort(self) -> None:
+        """The run stopped early: commit the files finished so far (the next run resumes
+        after them); a video cut short is left out, to be analysed again."""
+        self.run.writer.flush()
+
 
 def _label(classes: tuple[str, ...], cid: int) -> str:
     return classes[cid] if 0 <= cid < len(classes) else str(cid)

@@ -4,6 +4,9 @@ The contract (see ``docs/decisions/0002-onnx-model-metadata.md``): an ONNX file 
 detforge carries one ``metadata_props`` entry, key ``"detforge"``, whose value is the JSON
 form of :class:`ModelMeta`. An ONNX file exported by Ultralytics carries ``names``,
 ``imgsz``, ``stride``, ``task`` (and ``end2end``) instead; :func:`meta_from_props` reads both.
+
+:class:`ModelMeta` itself lives with the other typed artefacts in
+:mod:`detforge.core.artefacts`; it is re-exported here.
 """
 
 from __future__ import annotations
@@ -12,11 +15,17 @@ import ast
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
-from detforge.core.config import StrictModel
+from detforge.core.artefacts.model_meta import (
+    LAYOUTS,
+    Layout,
+    LetterboxSpec,
+    ModelMeta,
+    NormalizeSpec,
+)
 from detforge.core.errors import BackendError
 
 __all__ = ["LAYOUTS", "META_KEY", "LetterboxSpec", "ModelMeta", "NormalizeSpec",
@@ -24,61 +33,6 @@ __all__ = ["LAYOUTS", "META_KEY", "LetterboxSpec", "ModelMeta", "NormalizeSpec",
 
 META_KEY = "detforge"
 """The ``metadata_props`` key holding the detforge JSON."""
-
-Layout = Literal["raw", "deepstream", "end2end", "rtdetr"]
-LAYOUTS: tuple[str, ...] = ("raw", "deepstream", "end2end", "rtdetr")
-
-
-class LetterboxSpec(StrictModel):
-    """How images are fitted to the input: resize keeping aspect, then pad.
-
-    Attributes:
-        center: Pad both sides equally (True) or only right/bottom (False).
-        pad_value: Grey level of the padding.
-        scaleup: Allow enlarging images smaller than the input.
-        scale_fill: Stretch to the input size without keeping the aspect (RT-DETR).
-    """
-
-    center: bool = True
-    pad_value: int = Field(114, ge=0, le=255)
-    scaleup: bool = True
-    scale_fill: bool = False
-
-
-class NormalizeSpec(StrictModel):
-    """``(pixel * scale - mean) / std`` per channel, applied after the letterbox."""
-
-    scale: float = 1 / 255
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-
-
-class ModelMeta(StrictModel):
-    """Everything about a detector that is not weights.
-
-    Example:
-        >>> meta = ModelMeta(classes=["cat", "dog"], imgsz=(320, 320))
-        >>> ModelMeta.model_validate_json(meta.to_json()) == meta
-        True
-    """
-
-    classes: tuple[str, ...]
-    imgsz: tuple[int, int] = Field((640, 640), description="input [H, W]")
-    layout: Layout = "raw"
-    stride: int = 32
-    letterbox: LetterboxSpec = LetterboxSpec()
-    normalize: NormalizeSpec = NormalizeSpec()
-    color: Literal["RGB", "BGR"] = "RGB"
-    channels: Literal["NCHW"] = "NCHW"
-    precision: Literal["fp32", "fp16", "int8"] = "fp32"
-    dynamic_batch: bool = False
-    dataset_version: str | None = None
-    run_id: str | None = None
-    metrics: dict[str, Any] | None = None
-
-    def to_json(self) -> str:
-        """The compact JSON stored under :data:`META_KEY`."""
-        return self.model_dump_json()
 
 
 def meta_from_props(props: Mapping[str, str], *, source: str | Path) -> ModelMeta:
@@ -101,12 +55,13 @@ def meta_from_props(props: Mapping[str, str], *, source: str | Path) -> ModelMet
             raise BackendError(
                 f"{source}: the {META_KEY!r} metadata is invalid ({exc.errors()[0]['msg']} at "
                 f"{'.'.join(map(str, exc.errors()[0]['loc']))}). Re-export the model with "
-                f"`detforge export onnx`.") from exc
+                f"`detforge export WEIGHTS.pt --out MODEL.onnx`.") from exc
     if "names" in props:
         return _from_ultralytics(props, source)
     raise BackendError(
         f"{source}: no model metadata (neither a {META_KEY!r} entry nor Ultralytics' 'names'). "
-        f"Export it with `detforge export onnx` so classes, input size and layout are recorded.")
+        f"Export it with `detforge export WEIGHTS.pt --out MODEL.onnx` so classes, input size "
+        f"and layout are recorded.")
 
 
 def _from_ultralytics(props: Mapping[str, str], source: str | Path) -> ModelMeta:

@@ -1,12 +1,13 @@
 """TensorRT backend: loads a plain TensorRT 10 plan, refusing engines built for elsewhere.
 
-Every engine ``X.engine`` has a sidecar manifest ``X.engine.json`` written by the export
-stage::
+Every engine ``X.engine`` has a sidecar manifest ``X.engine.json``
+(:class:`detforge.core.artefacts.EngineSidecar`, written by ``detforge engine build`` or
+the bundle's ``build_engine.sh``)::
 
-    {"gpu_name": "Tesla T4", "compute_capability": "7.5", "tensorrt_version": "10.3.0",
-     "cuda_version": "12.4", "precision": "fp16", "min_batch": 1, "max_batch": 8,
-     "onnx_sha256": "...", "onnx": "model.onnx", "version_compatible": false,
-     "hardware_compatibility": "none", "meta": {...ModelMeta JSON...}}
+    {"engine": "X.engine", "gpu_name": "Tesla T4", "compute_capability": "7.5",
+     "tensorrt_version": "10.3.0", "cuda_version": "12.4", "precision": "fp16",
+     "batch": {"min": 1, "opt": 8, "max": 8}, "onnx": "model.onnx", "onnx_sha256": "...",
+     "version_compatible": false, "hardware_compatibility": "none", "meta": {...}}
 
 :func:`check_engine_manifest` is a pure function comparing that manifest with this device,
 so the rules are tested without a GPU. Plans are version- and GPU-specific: the compute
@@ -18,7 +19,6 @@ stream come from torch, imported lazily.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from detforge.core.artefacts.engine import read_engine_sidecar, sidecar_path
 from detforge.core.errors import BackendError, ConfigError, EngineMismatchError, MissingExtraError
 from detforge.runtime.backend import BackendBase, InputSpec, RawOutput
 from detforge.runtime.metadata import ModelMeta, read_onnx_meta
@@ -38,8 +39,7 @@ REQUIRED = ("compute_capability", "tensorrt_version")
 
 def manifest_path(engine: str | Path) -> Path:
     """The sidecar manifest of ``engine``: the same name plus ``.json``."""
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
+    return sidecar_path(engine)
 
 
 def _version(text: str, parts: int) -> tuple[int, ...]:
@@ -51,7 +51,9 @@ def _version(text: str, parts: int) -> tuple[int, ...]:
 
 def _rebuild_hint(manifest: Mapping[str, Any], engine: str) -> str:
     onnx = manifest.get("onnx") or Path(engine).with_suffix(".onnx").name
-    return f"Rebuild it on this device with `detforge export engine {onnx}`."
+    target = manifest.get("target") or "TARGET"
+    return (f"Rebuild it on this device with `detforge engine build {onnx} --target {target}` "
+            f"(or the bundle's build_engine.sh).")
 
 
 def check_engine_manifest(manifest: Mapping[str, Any], device: Mapping[str, Any], *,
@@ -120,19 +122,12 @@ def check_engine_file(engine: str | Path, index: int = 0) -> dict[str, Any]:
     """Read ``engine``'s manifest and check it against this device; returns the manifest.
 
     Raises:
-        EngineMismatchError: No manifest, or it does not match.
+        EngineMismatchError: No manifest, a malformed one (the field is named), or it does
+            not match.
         MissingExtraError: TensorRT or torch is not installed.
     """
-    side = manifest_path(engine)
-    try:
-        manifest: dict[str, Any] = json.loads(side.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise EngineMismatchError(
-            f"{engine}: no manifest {side.name} beside it, so detforge cannot tell which GPU "
-            f"and TensorRT it was built for. {_rebuild_hint({}, str(engine))}") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EngineMismatchError(f"{side}: unreadable manifest ({exc}). "
-                                  f"{_rebuild_hint({}, str(engine))}") from exc
+    sidecar = read_engine_sidecar(engine, error=EngineMismatchError)
+    manifest: dict[str, Any] = sidecar.model_dump(mode="json")
     check_engine_manifest(manifest, current_device(index), engine=str(engine))
     return manifest
 
@@ -182,7 +177,8 @@ class TrtBackend(BackendBase):
         engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
             raise BackendError(f"{self.path}: TensorRT could not deserialise the plan (see the "
-                               f"TensorRT log above). Rebuild it with `detforge export engine`.")
+                               f"TensorRT log above). Rebuild it with `detforge engine build` "
+                               f"or build_engine.sh.")
         context = engine.create_execution_context()
         if context is None:
             raise BackendError(f"{self.path}: no execution context (out of GPU memory?)")
@@ -204,7 +200,7 @@ class TrtBackend(BackendBase):
             name=name, height=shape[2] if shape[2] > 0 else None,
             width=shape[3] if shape[3] > 0 else None, min_batch=int(lo), max_batch=int(hi),
             dtype="float16" if self._dtypes[name] == torch.float16 else "float32")
-        if "meta" in manifest:
+        if manifest.get("meta"):
             self.meta = ModelMeta.model_validate(manifest["meta"])
         else:
             onnx = self.path.with_name(manifest.get("onnx") or self.path.stem + ".onnx")
