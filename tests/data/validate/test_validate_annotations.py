@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -123,7 +121,8 @@ def test_box_size_outlier() -> None:
 
 @pytest.mark.slow
 def test_annotation_checks_scale_to_coco_size() -> None:
-    """900k boxes on 120k images, annotation checks only: a few seconds at most."""
+    """900k boxes on 120k images, annotation checks only: they run to a clean report (the
+    time it takes is measured by benchmarks/bench_data_io.py, not asserted here)."""
     rng = np.random.default_rng(0)
     n, m = 120_000, 900_000
     img = np.sort(rng.integers(0, n, m))
@@ -133,8 +132,5 @@ def test_annotation_checks_scale_to_coco_size() -> None:
     boxes = BoxTable.build(img, np.concatenate([xy, xy + wh], axis=1),
                            rng.integers(0, 80, m))
     ds = Dataset(ClassMap.from_names([f"c{i}" for i in range(80)]), images, boxes)
-    start = time.perf_counter()
     report = validate(ds, check_images=False)
-    elapsed = time.perf_counter() - start
     assert not report.has_errors
-    assert elapsed < 15, f"annotation checks took {elapsed:.1f} s"

@@ -8,6 +8,7 @@ so an interrupted conversion leaves no half-written dataset behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -30,6 +31,8 @@ __all__ = ["as_column", "bad_text", "check_class_names", "clean_floats",
            "split_of", "staged_output"]
 
 T = TypeVar("T")
+
+_OUTPUT_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 _SPLIT_RE = re.compile(r"(train|val|valid|validation|test)[-_]?\d*", re.IGNORECASE)
 _SPLIT_CANON = {"train": "train", "val": "val", "valid": "val", "validation": "val",
@@ -247,6 +250,8 @@ def place_images(dataset: Dataset, stage: Path, dests: Sequence[str]) -> int:
             try:
                 link_or_copy(src, stage / dests[i])
             except OSError as exc:
+                if exc.errno in _OUTPUT_FULL:  # the output's disk: StorageError upstream
+                    raise
                 raise DatasetError(f"cannot copy the image to {dests[i]!r} ({exc.strerror}); "
                                    "check free space and permissions", path=src) from exc
             placed += 1
