@@ -9,6 +9,7 @@ Forms::
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -96,18 +97,23 @@ def evaluate(
     Example: detforge evaluate --predictions dt.json --gt gt.json --html report.html
     """
     from detforge.core.atomic import atomic_write_json
+    from detforge.evaluate import EvaluationWarning, write_html_report
     from detforge.evaluate import compare as compare_results
-    from detforge.evaluate import write_html_report
     from detforge.evaluate.compare import per_class_table
 
     opts = {"imgsz": parse_imgsz(imgsz), "conf": conf, "iou": iou, "batch": batch,
             "device": device, "operating_conf": operating_conf}
-    results = _results(models or [], data, predictions, gt, compare, split, opts)
-    typer.echo(compare_results(results).to_text())
+    with warnings.catch_warnings():  # the notes are printed below, once
+        warnings.simplefilter("ignore", EvaluationWarning)
+        results = _results(models or [], data, predictions, gt, compare, split, opts)
+    typer.echo(compare_results(results).to_text(per_class=len(results) > 1))
     if len(results) == 1:
         res = next(iter(results.values()))
         typer.echo("\n" + per_class_table(res))
         typer.echo(f"\nF1-optimal confidence: {res.f1_optimal_conf:g}")
+    for name, res in results.items():
+        for note in res.notes:
+            typer.echo(f"note ({name}): {note}", err=True)
     if json_out is not None:
         payload = (next(iter(results.values())).to_dict() if len(results) == 1 else
                    {"comparison": compare_results(results).to_dict(),
