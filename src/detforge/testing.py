@@ -215,7 +215,7 @@ def seeded_yolo11n(height: int, width: int) -> Any:
     """
     import torch
 
-    from detforge.train.offline import import_ultralytics
+    from detforge.integrations.ultralytics import import_ultralytics
 
     yolo = import_ultralytics().YOLO
     torch.manual_seed(0)

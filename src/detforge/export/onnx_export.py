@@ -52,7 +52,7 @@ class ExportResult:
 
 def _ultralytics() -> Any:
     try:
-        from detforge.train.offline import import_ultralytics
+        from detforge.integrations.ultralytics import import_ultralytics
     except ImportError as exc:  # pragma: no cover - the train extra is absent
         raise MissingExtraError("export needs the train extra: pip install 'detforge[train]'") \
             from exc
