@@ -8,23 +8,10 @@ from typing import Annotated
 
 import typer
 
-from detforge.core.errors import ConfigError
+from detforge.core.imgsz import parse_optional_imgsz
 
 deploy_app = typer.Typer(help="Deployment bundles (DeepStream, Triton, TensorRT) and their "
                               "on-target verification.", no_args_is_help=True)
-
-
-def _imgsz(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    parts = text.replace("x", ",").split(",")
-    try:
-        h, w = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (0, 0)
-    except ValueError:
-        h = w = 0
-    if h <= 0 or w <= 0:
-        raise ConfigError(f"--imgsz {text!r} must be N or H,W, e.g. 384,640")
-    return h, w
 
 
 @deploy_app.command("bundle")
@@ -53,8 +40,8 @@ def bundle(
     from detforge.deploy.bundle import bundle_model
 
     result = bundle_model(model, targets=target, out=out, precision=precision, batch=batch,
-                          data=data, imgsz=_imgsz(imgsz), conf=conf, iou=iou, max_det=max_det,
-                          reference_images=reference_images, name=name)
+                          data=data, imgsz=parse_optional_imgsz(imgsz), conf=conf, iou=iou,
+                          max_det=max_det, reference_images=reference_images, name=name)
     for note in result.notes:
         typer.echo(f"note: {note}")
     for b in result.bundles:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from detforge.core.errors import ConfigError
+from detforge.core.imgsz import IMGSZ_HELP, parse_optional_imgsz
 
 if TYPE_CHECKING:
     from detforge.evaluate.metrics import EvalResult
@@ -24,21 +25,12 @@ __all__ = ["evaluate", "parse_imgsz", "register"]
 
 
 def parse_imgsz(text: str | None) -> tuple[int, int] | None:
-    """``"640"`` -> (640, 640); ``"384,640"`` -> (384, 640) (height, width).
+    """``"640"`` -> (640, 640); ``"384,640"`` -> (384, 640) (height, width); None stays None.
 
     Raises:
-        ConfigError: Not one or two positive integers.
+        ConfigError: Not a size in the grammar of :func:`detforge.core.imgsz.parse_imgsz`.
     """
-    if text is None:
-        return None
-    try:
-        parts = [int(p) for p in text.replace("x", ",").split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts) <= 0:
-        raise ConfigError(f"--imgsz {text!r} must be SIZE or HEIGHT,WIDTH in pixels, "
-                          f"e.g. 640 or 384,640")
-    return (parts[0], parts[-1])
+    return parse_optional_imgsz(text)
 
 
 def _results(models: list[Path], data: Path | None, predictions: Path | None,
@@ -82,7 +74,7 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write metrics JSON.")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report.")]
     = None,
-    imgsz: Annotated[str | None, typer.Option("--imgsz", help="SIZE or H,W for dynamic "
+    imgsz: Annotated[str | None, typer.Option("--imgsz", help=IMGSZ_HELP + " For dynamic "
                                               "models.")] = None,
     conf: Annotated[float, typer.Option("--conf", help="Model confidence threshold.")] = 0.001,
     iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.7,
