@@ -126,6 +126,9 @@ def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] 
     weights = Path(weights)
     if not weights.is_file():
         raise ExportError(f"{weights}: weights file not found")
+    if weights.suffix.lower() != ".pt":
+        raise ExportError(f"{weights}: not Ultralytics weights (a {weights.suffix or 'suffix-less'}"
+                          f" file); export takes a trained .pt, e.g. runs/NAME/v1/weights/best.pt")
     ul = _ultralytics()
     try:
         model = ul.YOLO(str(weights))
