@@ -21,16 +21,20 @@ def test_training_makes_no_network_attempt(learned_run: LearnedRun) -> None:
 
 
 def test_the_guard_sees_mlflow_telemetry_when_it_is_on(tmp_path: Path) -> None:
-    """With telemetry explicitly on (a user's choice detforge keeps), the run tracking of a
-    training is caught by the guard: it detects what the training test relies on it to."""
+    """With MLflow's telemetry on (MLFLOW_DISABLE_TELEMETRY=false, a choice detforge keeps),
+    its first tracked call is caught by the guard: the guard detects what the training test
+    relies on it to detect."""
     pytest.importorskip("mlflow")
     log = tmp_path / "attempts.txt"
     env = {**guarded_env(log, tmp_path), "MLFLOW_DISABLE_TELEMETRY": "false"}
-    code = GUARDED_CLI.replace("from detforge.cli import main\nmain()", f"""
+    code = GUARDED_CLI.replace("from detforge.cli import main\nmain()", """
 import time
-from detforge.train.tracking import Tracker
-Tracker("sqlite:///{tmp_path / 'mlflow.db'}", "detforge").start("r", params={{}}, tags={{}})
-time.sleep(3)""")
+import mlflow
+from mlflow.telemetry.client import get_telemetry_client
+get_telemetry_client().activate()  # what MLflow's first tracked call does
+deadline = time.monotonic() + 30  # the telemetry client fetches its config in a thread
+while not os.path.exists(os.environ["NETWORK_LOG"]) and time.monotonic() < deadline:
+    time.sleep(0.1)""")
     subprocess.run([sys.executable, "-c", code], env=env, timeout=300, check=True,
                    capture_output=True)
     assert log.exists() and "mlflow-telemetry" in log.read_text()
