@@ -172,3 +172,20 @@ def test_unscorable_input_is_one_line_error(tmp_path: Path, gt: dict[str, Any],
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1
     assert result.output.startswith("DatasetError: ") and "Traceback" not in result.output
+
+
+def test_cli_scores_foreign_categories_and_prints_the_note(tmp_path: Path) -> None:
+    from detforge.cli import app
+
+    gt, _ = make_coco_pair(2, images=6, classes=1)
+    dts = [{"image_id": a["image_id"], "category_id": c, "bbox": a["bbox"], "score": 0.9}
+           for a in gt["annotations"] for c in (1, 17)]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dts))
+    out = CliRunner().invoke(app, ["evaluate", "--predictions", str(tmp_path / "dt.json"),
+                                   "--gt", str(tmp_path / "gt.json"), "--json",
+                                   str(tmp_path / "m.json")])
+    assert out.exit_code == 0, out.output
+    n = len(gt["annotations"])
+    assert f"note (dt.json): {n} detections are in categories" in out.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["ignored_detections"] == n
