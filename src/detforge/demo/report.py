@@ -9,7 +9,6 @@ here, once; no raw float or Python structure reaches the page.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -194,11 +193,3 @@ def render_index(summary: Mapping[str, Any]) -> str:
         Section("Time per step", html_table(["step", "time"], steps)),
     ], subtitle=f"dataset version {version}" if isinstance(version, str) else "")
 
-
-def fidelity_hops(path: str | Path) -> list[dict[str, Any]]:
-    """The hop records of a ``fidelity.json`` file ([] when it is absent)."""
-    p = Path(path)
-    if not p.is_file():
-        return []
-    hops = json.loads(p.read_text(encoding="utf-8")).get("hops", [])
-    return [h for h in hops if isinstance(h, dict)]

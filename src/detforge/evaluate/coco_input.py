@@ -183,7 +183,7 @@ def check_gt(gt: Any, path: str | Path | None = None) -> GroundTruth:
         >>> g.image_ids
         ('10', '9')
     """
-    validate_layout(gt, path)
+    _validate_layout(gt, path)
     notes: list[str] = []
     images, anns = gt["images"], gt.get("annotations", [])
     image_ids = _check_ids([im["id"] for im in images], "images", path)
@@ -263,7 +263,7 @@ def _hashable(v: Any, i: int, path: str | Path | None) -> Any:
     return v
 
 
-def validate_layout(gt: Any, path: str | Path | None = None) -> None:
+def _validate_layout(gt: Any, path: str | Path | None = None) -> None:
     """Check the top-level layout and required keys of a COCO ground-truth dict.
 
     Raises:
