@@ -45,7 +45,7 @@ def test_int8_keeps_map(trained: dict[str, Path], flavour: str) -> None:
     print(f"\nINT8 ({flavour}): mAP50-95 {hop.map50_95_before:.4f} -> {hop.map50_95_after:.4f} "
           f"({-hop.map_drop_pts:+.2f} pt), box agreement {hop.box_agreement:.3f}")
     assert hop.map50_before > 0.3, f"the model has not learned: {hop}"
-    assert hop.map_drop_pts <= 1.0, hop
+    assert hop.map_drop_pts <= 0.5, hop  # measured: 0.33 pt (cpu), 0.18 pt (tensorrt)
     assert hop.box_agreement > 0.8, hop
     record = json.loads((out.parent / "fidelity.json").read_text())
     assert record["hops"][-1]["kind"] == "quantize-int8"
