@@ -6,7 +6,7 @@ Runtime or TensorRT, the way httpx's ``MockTransport`` stands in for a network.
 Example:
     >>> from detforge.testing import FakeBackend, fake_model
     >>> model = fake_model(FakeBackend.echo())
-    >>> dets = model.predict([solid_image(32, 48, 128)])[0]
+    >>> dets = model.predict([solid_image(64, 64, 128)])[0]  # the fake input is 64x64
     >>> round(float(dets.scores[0]), 2)
     0.5
 """
@@ -215,7 +215,7 @@ def seeded_yolo11n(height: int, width: int) -> Any:
     """
     import torch
 
-    from detforge.train.offline import import_ultralytics
+    from detforge.integrations.ultralytics import import_ultralytics
 
     yolo = import_ultralytics().YOLO
     torch.manual_seed(0)

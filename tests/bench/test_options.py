@@ -40,15 +40,18 @@ def test_parse_batches_rejects(text: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    (None, None), ("320", ((320, 320),)), ("320,640", ((320, 320), (640, 640))),
-    ("384x640, 320,320", ((384, 640), (320, 320))), ("480X640", ((480, 640),)),
-], ids=["none", "one", "two", "rect-and-duplicate", "upper-x"])
-def test_parse_imgszs(text: str | None, expected: tuple[tuple[int, int], ...] | None) -> None:
+    (None, None), ("320", ((320, 320),)), ("384,640", ((384, 640),)),
+    ("320;640", ((320, 320), (640, 640))), (["320", "384,640"], ((320, 320), (384, 640))),
+    ("384x640; 320;320", ((384, 640), (320, 320))), ("480X640", ((480, 640),)),
+], ids=["none", "one", "height-width-is-one-size", "semicolon", "repeated-option",
+        "rect-and-duplicate", "upper-x"])
+def test_parse_imgszs(text: str | list[str] | None,
+                      expected: tuple[tuple[int, int], ...] | None) -> None:
     assert parse_imgszs(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "0", "3x4x5", "axb", "320;640"],
-                         ids=["empty", "zero", "three-dims", "words", "semicolon"])
+@pytest.mark.parametrize("text", ["", "0", "3x4x5", "axb", "320,640,960"],
+                         ids=["empty", "zero", "three-dims", "words", "three-numbers"])
 def test_parse_imgszs_rejects(text: str) -> None:
     with pytest.raises(ConfigError, match="--imgsz"):
         parse_imgszs(text)

@@ -31,7 +31,9 @@ def test_predictions_gt_json_and_html(files: tuple[Path, Path], tmp_path: Path) 
     assert result.exit_code == 0, result.output
     header = result.output.splitlines()[0].split()
     assert header[:8] == ["model", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"]
-    assert "AP:class_0" in header and "F1-optimal confidence" in result.output
+    rows = [ln.split()[0] for ln in result.output.splitlines() if ln.startswith("class_")]
+    assert rows == ["class_0", "class_1", "class_2", "class_3"]  # the per-class table
+    assert "F1-optimal confidence" in result.output
     data = json.loads(out.read_text())
     assert {"stats", "per_class", "confusion_matrix", "pr_curves", "worst_images"} <= set(data)
     ref = pycocotools_eval(json.loads(gt.read_text()), json.loads(dt.read_text()))

@@ -1,4 +1,5 @@
-"""The demo chain end to end at toy size: every step runs, artifacts exist, reruns reuse."""
+"""The demo chain end to end at toy size: every step runs, artifacts exist, reruns reuse,
+its pages read like reports, and (the suite's network guard) nothing tries the network."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ pytest.importorskip("ultralytics")
 pytest.importorskip("lap")
 
 from detforge.demo.pipeline import STEPS, DemoConfig, run_demo  # noqa: E402
+
+from .test_report import _assert_reads_like_a_report, _parse  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]
 
@@ -26,7 +29,12 @@ def test_demo_runs_every_step_then_reuses(tmp_path: Path) -> None:
     assert summary["figures"]["video_frames"] == cfg.video_frames
     assert summary["figures"]["parity_max_abs_diff"] < 1e-2
     assert set(summary["seconds"]) == {n for n, _ in STEPS}
-    assert "<h1>detforge demo</h1>" in (cfg.out / "index.html").read_text()
+    page = _parse((cfg.out / "index.html").read_text())
+    _assert_reads_like_a_report(page)
+    assert page.tags.count("svg") == 1 and "detforge demo" in page.text
+    fidelity = _parse(Path(summary["fidelity_report"]).read_text())
+    _assert_reads_like_a_report(fidelity)
+    assert "INT8 quantisation" in " ".join(fidelity.text)
 
     again: list[str] = []
     assert run_demo(cfg, echo=again.append)["onnx"] == summary["onnx"]

@@ -12,7 +12,7 @@ import pytest
 
 from detforge.core import ClassMap, DatasetError, Detections
 from detforge.data.dataset import BoxTable, Dataset, ImageTable
-from detforge.evaluate import evaluate_coco, evaluate_files, evaluate_predictions
+from detforge.evaluate import evaluate_files, evaluate_predictions
 from detforge.evaluate.coco import dataset_to_coco
 
 from .conftest import pycocotools_eval
@@ -83,17 +83,21 @@ _OK = {"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}
 
 @pytest.mark.parametrize(("results", "expect", "match"), [
     ([_OK], contextlib.nullcontext(), ""),
+    ([{**_OK, "image_id": "1"}], pytest.raises(DatasetError), r"same type: 1 and \"1\""),
+    ([{**_OK, "bbox": ["0", "0", "5", "5"]}], pytest.raises(DatasetError),
+     "not strings"),
+    ([{**_OK, "score": "0.5"}], pytest.raises(DatasetError), "score '0.5'.*not a string"),
     ([{**_OK, "image_id": 7}], pytest.raises(DatasetError), r"entry 0: image_id 7"),
     ([_OK, {k: v for k, v in _OK.items() if k != "score"}], pytest.raises(DatasetError),
      r"entry 1 lacks \['score'\]"),
-    ([{**_OK, "category_id": 0}], pytest.raises(DatasetError), "0-based"),
     ([{**_OK, "bbox": [0, 0, 5]}], pytest.raises(DatasetError), "not four numbers"),
     ([{**_OK, "bbox": [0, 0, -5, 5]}], pytest.raises(DatasetError), "w, h >= 0"),
     ([{**_OK, "score": "high"}], pytest.raises(DatasetError), "score 'high'"),
     ([3], pytest.raises(DatasetError), "entry 0 is int"),
     (_GT, pytest.raises(DatasetError), "looks like a ground-truth file"),
-], ids=["ok", "unknown-image", "missing-key", "unknown-category", "short-bbox",
-        "negative-size", "bad-score", "not-an-object", "gt-as-results"])
+], ids=["ok", "string-image-id", "string-bbox", "string-score", "unknown-image",
+        "missing-key", "short-bbox", "negative-size", "bad-score", "not-an-object",
+        "gt-as-results"])
 def test_bad_results_file_names_the_file(tmp_path: Path, results: Any, expect: Any,
                                          match: str) -> None:
     (tmp_path / "gt.json").write_text(json.dumps(_GT))
@@ -125,11 +129,12 @@ def test_missing_file(tmp_path: Path) -> None:
         evaluate_files(tmp_path / "nope.json", tmp_path / "gt.json")
 
 
-def test_gt_without_area_and_with_annotation_id_zero() -> None:
-    from detforge.evaluate.coco import validate_gt
+def test_gt_without_area_uses_the_box_area_with_a_warning() -> None:
+    from detforge.evaluate.coco_input import EvaluationWarning, check_gt
 
-    gt = {**_GT, "annotations": [{"id": 0, "image_id": 1, "category_id": 1,
+    gt = {**_GT, "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
                                   "bbox": [0, 0, 5, 4]}]}
-    checked = validate_gt(gt)
-    assert checked["annotations"][0]["area"] == 20.0 and checked["annotations"][0]["id"] == 1
-    assert evaluate_coco(checked, [dict(_OK)]).stats[1] == 1.0
+    with pytest.warns(EvaluationWarning, match="lack 'area'"):
+        checked = check_gt(gt)
+    assert checked.coco["annotations"][0]["area"] == 20.0
+    assert "area" not in gt["annotations"][0]  # the input is left unchanged

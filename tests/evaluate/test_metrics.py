@@ -61,16 +61,10 @@ def test_matching_equals_pycocotools_eval_imgs(seed: int) -> None:
             for did, m, ign in zip(e["dtIds"], e["dtMatches"][0], e["dtIgnore"][0],
                                    strict=True):
                 status[did] = -1 if ign else int(m > 0)
-    from detforge.evaluate.coco import ResultColumns
-    from detforge.evaluate.metrics import coco_boxes
+    from detforge.evaluate.coco_input import check_gt, check_results
 
-    image_ids = [im["id"] for im in gt["images"]]
-    cat_ids = sorted(c["id"] for c in gt["categories"])
-    anns = gt["annotations"]
-    crowd = np.array([bool(a["iscrowd"]) for a in anns])
-    got = match_coco(coco_boxes(ResultColumns.of(dts), image_ids, cat_ids),
-                     coco_boxes(ResultColumns.of([{**a, "score": 1.0} for a in anns]),
-                                image_ids, cat_ids, crowd), len(cat_ids))
+    checked = check_gt(gt)
+    got = match_coco(check_results(dts, checked).boxes, checked.boxes, len(checked.cat_ids))
     expected = np.array([status.get(i + 1, -1) for i in range(len(dts))])
     np.testing.assert_array_equal(got.status, expected)
     assert ours.num_detections == len(dts)

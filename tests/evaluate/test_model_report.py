@@ -67,11 +67,15 @@ def test_compare_table() -> None:
     a, b = _result(0), _result(1)
     comp = compare({"fp32": a, "int8": b})
     text = comp.to_text()
-    assert text.splitlines()[0].split()[:9] == ["model", "AP", "AP50", "AP75", "APs", "APm",
-                                                "APl", "AR100", "dAP"]
-    assert "AP:class_0" in text and text.splitlines()[1].split()[8] == "+0.000"
+    assert text.splitlines()[0].split() == ["model", "AP", "AP50", "AP75", "APs", "APm",
+                                            "APl", "AR100", "dAP"]
+    assert text.splitlines()[1].split()[8] == "+0.000" and "class_0" not in text
+    per_class = comp.to_text(per_class=True).splitlines()
+    assert per_class[4].split() == ["class", "fp32", "int8"]
+    assert per_class[5].split() == ["class_0", f"{a.per_class['class_0'].ap:.3f}",
+                                    f"{b.per_class['class_0'].ap:.3f}"]
     assert comp.to_dict()["int8"]["summary"]["AP"] == b.stats[0]
-    assert comp.to_markdown().count("\n") == 3
+    assert comp.to_markdown().count("\n") == 3 + 1 + 2 + 4  # summary, blank, class table
     with pytest.raises(ConfigError):
         compare({})
 
@@ -81,7 +85,7 @@ def test_html_report_is_self_contained(tmp_path: Path) -> None:
     for title in ("Comparison", "Per class: a", "PR curves: b", "F1 versus confidence",
                   "Confusion matrix", "Worst images"):
         assert title in page
-    assert page.count("data:image/png;base64,") == 6
+    assert page.count("data:image/png;base64,") == 4  # PR and F1 curves of each
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     out = write_html_report(tmp_path / "r" / "report.html", _result(0))
     assert "Summary (COCO bbox)" in out.read_text(encoding="utf-8")

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from detforge.evaluate import evaluate_coco
-from detforge.evaluate.coco import ResultColumns
-from detforge.evaluate.metrics import coco_boxes
+from detforge.evaluate.coco_input import check_gt, check_results
 from detforge.evaluate.operating import match_coco
 
 from .conftest import pycocotools_eval
@@ -72,9 +71,8 @@ def test_only_100_detections_per_image_and_class_count() -> None:
     gt = _gt([(1, 1, [0, 0, 10, 10], 0)], images=1)
     dts = [_dt(1, 1, [60, 60, 5, 5], 0.99 - i * 0.001) for i in range(120)]
     dts.append(_dt(1, 1, [0, 0, 10, 10], 0.5))  # rank 121: beyond maxDets
-    gt_ann = [{**gt["annotations"][0], "score": 1.0}]
-    m = match_coco(coco_boxes(ResultColumns.of(dts), [1], [1, 2]),
-                   coco_boxes(ResultColumns.of(gt_ann), [1], [1, 2], np.zeros(1, np.bool_)), 2)
+    checked = check_gt(gt)
+    m = match_coco(check_results(dts, checked).boxes, checked.boxes, 2)
     assert (m.status[:100] == 0).all() and (m.status[100:] == -1).all()
     res = evaluate_coco(copy.deepcopy(gt), copy.deepcopy(dts))
     np.testing.assert_allclose(res.stats, pycocotools_eval(gt, dts).stats, atol=1e-6)

@@ -99,7 +99,7 @@ def test_layouts_differ_compares_detections_only(models: dict[str, Path]) -> Non
 @pytest.mark.parametrize(("args", "message"), [
     (["missing.onnx", "{raw}"], "missing.onnx: no such model file"),
     (["{data}/data.yaml", "{raw}"], "unknown model type '.yaml'"),
-    (["{pt}", "{raw}", "--imgsz", "64x64"], "--imgsz '64x64' must be"),
+    (["{pt}", "{raw}", "--imgsz", "64,64,64"], "--imgsz '64,64,64' is not an input size"),
     (["{pt}", "{raw}", "--max-drop", "-1"], "--max-drop -1.0 must be zero or positive"),
     (["{pt}", "{raw}", "--tolerance", "-0.1"], "--tolerance -0.1 must be zero or positive"),
 ], ids=["missing-file", "unknown-type", "bad-imgsz", "negative-max-drop",

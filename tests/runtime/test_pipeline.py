@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -88,8 +91,32 @@ def test_unreadable_files_are_skipped_and_counted(tmp_path: Path) -> None:
     assert [_grey(p) for p in sink.items] == [1, 2, 3, 4, 5]
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt during the test, whatever this process inherited.
+
+    A process started in the background by a non-interactive shell (``make test &``, CI
+    runners, nohup-style scripts) inherits SIGINT as ignored, and Python then installs no
+    KeyboardInterrupt handler: the SIGINT the test sends is dropped and the run goes on to
+    the last image. That, not the pipeline, is what made this test fail on a loaded
+    machine; a user's Ctrl-C in a terminal always arrives with the default handler.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("inherited", [signal.default_int_handler, signal.SIG_IGN],
+                         ids=["foreground", "background-job"])
 @pytest.mark.parametrize("partial", [False, True], ids=["discard", "keep-partial"])
-def test_keyboard_interrupt_never_commits_the_output(tmp_path: Path, partial: bool) -> None:
+def test_keyboard_interrupt_never_commits_the_output(tmp_path: Path, partial: bool,
+                                                     inherited: Any,
+                                                     request: pytest.FixtureRequest) -> None:
+    previous = signal.signal(signal.SIGINT, inherited)  # as the process found it at start
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    request.getfixturevalue("ctrl_c_raises")
     # call 1 is the warm-up; call 4 sends SIGINT, as Ctrl-C does
     backend = FakeBackend.echo(interrupt_on_call=4, delay=0.05)
     out = tmp_path / "out.jsonl"

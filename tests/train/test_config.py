@@ -120,7 +120,7 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
 )
 def test_parse_imgsz(text: str, expect: Any) -> None:
     if expect is None:
-        with pytest.raises(ConfigError, match="HEIGHT,WIDTH"):
+        with pytest.raises(ConfigError, match="N or H,W"):
             parse_imgsz(text)
     else:
         assert parse_imgsz(text) == expect

@@ -10,42 +10,24 @@ The budget (images, size, epochs) fits in well under 5 minutes on 2 free CPU cor
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from detforge.cli import app
+from ..conftest import LEARN_EPOCHS, LEARN_SIZE, LearnedRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]
 
-IMAGES, CLASSES, SIZE, EPOCHS, BATCH = 200, 2, 128, 25, 8
+# The run itself is the session fixture ``learned_run`` (tests/conftest.py), shared with
+# the INT8 test: `detforge data synth` and `detforge train` with this budget.
+SIZE, EPOCHS = LEARN_SIZE, LEARN_EPOCHS
 MIN_MAP50 = 0.5
 
 
-def test_short_cpu_training_on_synth_data_reaches_map50(tmp_path: Path) -> None:
+def test_short_cpu_training_on_synth_data_reaches_map50(learned_run: LearnedRun) -> None:
     from detforge.data.formats import read_dataset
     from detforge.evaluate import evaluate_model
 
-    runner = CliRunner()
-    data, out = tmp_path / "ds", tmp_path / "runs"
-    made = runner.invoke(app, ["data", "synth", str(data), "--images", str(IMAGES),
-                               "--classes", str(CLASSES), "--size", f"{SIZE},{SIZE}"])
-    assert made.exit_code == 0, made.output
-
-    t0 = time.perf_counter()
-    trained = runner.invoke(app, [
-        "train", "--data", str(data), "--model", "yolo11n.yaml", "--epochs", str(EPOCHS),
-        "--imgsz", str(SIZE), "--batch", str(BATCH), "--seed", "0", "--name", "learn",
-        "--out", str(out), "--set", "tracking.enabled=false", "--set", "plots=false",
-        # One optimiser step per batch (not per 64 images) and a one-epoch warm-up: a short
-        # run needs the steps. Validation only at the end.
-        "--set", f"optim.nbs={BATCH}", "--set", "optim.warmup_epochs=1",
-        "--set", "augment.close_mosaic=5", "--set", "val=false"])
-    train_s = time.perf_counter() - t0
-    assert trained.exit_code == 0, trained.output[-3000:]
-
+    out, data, train_s = learned_run.run_dir.parents[1], learned_run.data, learned_run.train_s
     record = json.loads((out / "learn" / "v1" / "run.json").read_text())
     assert record["epochs_done"] == EPOCHS
     ds = read_dataset(data)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from detforge.core.errors import ConfigError
+from detforge.core.imgsz import parse_imgszs as core_parse_imgszs
 
 __all__ = ["format_imgsz", "parse_batches", "parse_imgszs", "parse_tolerance"]
 
@@ -36,14 +38,15 @@ def parse_batches(text: str) -> tuple[int, ...]:
     return tuple(values)
 
 
-def parse_imgszs(text: str | None) -> tuple[tuple[int, int], ...] | None:
-    """``"320,640"`` -> two square sizes; ``"384x640"`` -> one ``(height, width)`` size.
+def parse_imgszs(text: str | Sequence[str] | None) -> tuple[tuple[int, int], ...] | None:
+    """``"320;384,640"`` (or ``["320", "384,640"]``) -> ``((320, 320), (384, 640))``.
 
-    Sizes are separated by commas; a rectangular size is written ``HxW``. None (no
-    ``--imgsz``) means "each model's own input size" and is returned as None.
+    The grammar of :func:`detforge.core.imgsz.parse_imgszs`: each size is ``N`` or ``H,W``,
+    sizes come from a repeated option or are separated by ``;``. None (no ``--imgsz``)
+    means "each model's own input size" and is returned as None.
 
     Args:
-        text: The option value, or None.
+        text: The option value(s), or None.
 
     Returns:
         ``(height, width)`` pairs, duplicates dropped, or None.
@@ -52,21 +55,10 @@ def parse_imgszs(text: str | None) -> tuple[tuple[int, int], ...] | None:
         ConfigError: An entry is not a positive integer or ``HxW`` pair.
 
     Example:
-        >>> parse_imgszs("320, 384x640")
+        >>> parse_imgszs("320; 384,640")
         ((320, 320), (384, 640))
     """
-    if text is None:
-        return None
-    sizes: list[tuple[int, int]] = []
-    for part in (p.strip() for p in text.split(",")):
-        dims = [d.strip() for d in part.lower().split("x")]
-        if len(dims) not in (1, 2) or not all(d.isdigit() and int(d) > 0 for d in dims):
-            raise ConfigError(f"--imgsz {text!r}: {part!r} is neither a size (320) nor HxW "
-                              f"(384x640); separate sizes with commas, e.g. 320,640")
-        size = (int(dims[0]), int(dims[-1]))
-        if size not in sizes:
-            sizes.append(size)
-    return tuple(sizes)
+    return core_parse_imgszs(text)
 
 
 def format_imgsz(size: tuple[int, int]) -> int | list[int]:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from detforge.core.imgsz import IMGSZS_HELP
+
 __all__ = ["register"]
 
 
@@ -20,8 +22,8 @@ def benchmark_command(
     streams: Annotated[str, typer.Option(
         help="Batches inferred at once, model-only and end-to-end, or 'auto' (as predict: "
              "2 on a multi-core CPU, 1 on a GPU).")] = "auto",
-    imgsz: Annotated[str | None, typer.Option(
-        help="Input sizes, e.g. 320,640 or 384x640 (default: each model's own).")] = None,
+    imgsz: Annotated[list[str] | None, typer.Option(
+        help=IMGSZS_HELP + " Default: each model's own.")] = None,
     data: Annotated[Path | None, typer.Option(help="Labelled dataset: adds mAP50-95.")] = None,
     split: Annotated[str | None, typer.Option(
         help="Dataset split for mAP (default: val when present, else all).")] = None,

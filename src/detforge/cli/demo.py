@@ -17,12 +17,12 @@ def demo(out: Annotated[Path, typer.Option(help="Output folder (re-runs reuse st
 
     Example: detforge demo --out demo_out
     """
+    from detforge.data.report import text_table
     from detforge.demo import DemoConfig, run_demo
+    from detforge.demo.report import figure_rows
 
     summary = run_demo(DemoConfig(out=out, images=images, epochs=epochs), echo=typer.echo)
-    typer.echo("\nsummary")
-    for key, value in summary["figures"].items():
-        typer.echo(f"  {key:22s} {_short(value)}")
+    typer.echo("\nsummary\n" + text_table(["", "value"], figure_rows(summary["figures"])))
     for row in summary.get("benchmark_rows") or []:
         typer.echo(f"  benchmark  {row['model']:18s} batch {row['batch']:<3} "
                    f"{row['model_only_ips']:7.1f} img/s model-only  "
@@ -30,10 +30,6 @@ def demo(out: Annotated[Path, typer.Option(help="Output folder (re-runs reuse st
     for key in ("dataset", "run", "pt", "onnx", "int8_onnx", "bundle", "engine_script", "tracks"):
         typer.echo(f"  {key:22s} {summary[key]}")
     typer.echo(f"\nreport: {summary['report']}")
-
-
-def _short(value: object) -> object:
-    return f"{value:.4g}" if isinstance(value, float) else value
 
 
 def register(app: typer.Typer) -> None:

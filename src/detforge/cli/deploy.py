@@ -9,22 +9,10 @@ from typing import Annotated
 import typer
 
 from detforge.core.errors import ConfigError
+from detforge.core.imgsz import parse_optional_imgsz
 
 deploy_app = typer.Typer(help="Deployment bundles (DeepStream, Triton, TensorRT) and their "
                               "on-target verification.", no_args_is_help=True)
-
-
-def _imgsz(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    parts = text.replace("x", ",").split(",")
-    try:
-        h, w = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (0, 0)
-    except ValueError:
-        h = w = 0
-    if h <= 0 or w <= 0:
-        raise ConfigError(f"--imgsz {text!r} must be N or H,W, e.g. 384,640")
-    return h, w
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -75,8 +63,8 @@ def bundle(
     from detforge.deploy.deepstream import SAMPLE_URI
 
     result = bundle_model(model, targets=target, out=out, precision=precision, batch=batch,
-                          data=data, imgsz=_imgsz(imgsz), conf=conf, iou=iou, max_det=max_det,
-                          reference_images=reference_images, name=name,
+                          data=data, imgsz=parse_optional_imgsz(imgsz), conf=conf, iou=iou,
+                          max_det=max_det, reference_images=reference_images, name=name,
                           source_size=_size(source_size), source_uri=source_uri or SAMPLE_URI,
                           pad_fill=pad_fill, sign=sign, sign_key=sign_key)
     for note in result.notes:

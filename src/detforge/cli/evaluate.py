@@ -9,12 +9,14 @@ Forms::
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from detforge.core.errors import ConfigError
+from detforge.core.imgsz import IMGSZ_HELP, parse_optional_imgsz
 
 if TYPE_CHECKING:
     from detforge.evaluate.metrics import EvalResult
@@ -23,21 +25,12 @@ __all__ = ["evaluate", "parse_imgsz", "register"]
 
 
 def parse_imgsz(text: str | None) -> tuple[int, int] | None:
-    """``"640"`` -> (640, 640); ``"384,640"`` -> (384, 640) (height, width).
+    """``"640"`` -> (640, 640); ``"384,640"`` -> (384, 640) (height, width); None stays None.
 
     Raises:
-        ConfigError: Not one or two positive integers.
+        ConfigError: Not a size in the grammar of :func:`detforge.core.imgsz.parse_imgsz`.
     """
-    if text is None:
-        return None
-    try:
-        parts = [int(p) for p in text.replace("x", ",").split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts) <= 0:
-        raise ConfigError(f"--imgsz {text!r} must be SIZE or HEIGHT,WIDTH in pixels, "
-                          f"e.g. 640 or 384,640")
-    return (parts[0], parts[-1])
+    return parse_optional_imgsz(text)
 
 
 def _results(models: list[Path], data: Path | None, predictions: Path | None,
@@ -81,7 +74,7 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write metrics JSON.")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report.")]
     = None,
-    imgsz: Annotated[str | None, typer.Option("--imgsz", help="SIZE or H,W for dynamic "
+    imgsz: Annotated[str | None, typer.Option("--imgsz", help=IMGSZ_HELP + " For dynamic "
                                               "models.")] = None,
     conf: Annotated[float, typer.Option("--conf", help="Model confidence threshold.")] = 0.001,
     iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.7,
@@ -96,18 +89,23 @@ def evaluate(
     Example: detforge evaluate --predictions dt.json --gt gt.json --html report.html
     """
     from detforge.core.atomic import atomic_write_json
+    from detforge.evaluate import EvaluationWarning, write_html_report
     from detforge.evaluate import compare as compare_results
-    from detforge.evaluate import write_html_report
     from detforge.evaluate.compare import per_class_table
 
     opts = {"imgsz": parse_imgsz(imgsz), "conf": conf, "iou": iou, "batch": batch,
             "device": device, "operating_conf": operating_conf}
-    results = _results(models or [], data, predictions, gt, compare, split, opts)
-    typer.echo(compare_results(results).to_text())
+    with warnings.catch_warnings():  # the notes are printed below, once
+        warnings.simplefilter("ignore", EvaluationWarning)
+        results = _results(models or [], data, predictions, gt, compare, split, opts)
+    typer.echo(compare_results(results).to_text(per_class=len(results) > 1))
     if len(results) == 1:
         res = next(iter(results.values()))
         typer.echo("\n" + per_class_table(res))
         typer.echo(f"\nF1-optimal confidence: {res.f1_optimal_conf:g}")
+    for name, res in results.items():
+        for note in res.notes:
+            typer.echo(f"note ({name}): {note}", err=True)
     if json_out is not None:
         payload = (next(iter(results.values())).to_dict() if len(results) == 1 else
                    {"comparison": compare_results(results).to_dict(),

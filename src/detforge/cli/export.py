@@ -9,17 +9,7 @@ from typing import Annotated
 import typer
 
 from detforge.core.errors import ConfigError
-
-
-def _imgsz(text: str) -> tuple[int, int]:
-    parts = [p for p in text.replace("x", ",").split(",") if p]
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"--imgsz {text!r} must be N or H,W") from None
-    if len(vals) not in (1, 2):
-        raise ConfigError(f"--imgsz {text!r} must be N or H,W")
-    return (vals[0], vals[-1])
+from detforge.core.imgsz import parse_imgsz
 
 
 def _batch(text: str) -> int | None:
@@ -57,7 +47,7 @@ def export(
 
     # an FP32 ONNX is about twice Ultralytics' FP16 .pt
     with storage_errors(out, needed=lambda: 2 * tree_size(model)):
-        outcome = export_model(model, out, imgsz=_imgsz(imgsz), batch=_batch(batch),
+        outcome = export_model(model, out, imgsz=parse_imgsz(imgsz), batch=_batch(batch),
                                layout=layout, opset=opset,
                                targets=[get_target(t) for t in target or []],
                                simplify=simplify, check=check, data=data)

@@ -8,19 +8,9 @@ from typing import Annotated
 
 import typer
 
-from detforge.core.errors import ConfigError
+from detforge.core.imgsz import parse_optional_imgsz
 
 __all__ = ["parity", "register"]
-
-
-def _imgsz(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(f"--imgsz {text!r} must be a positive integer N or HEIGHT,WIDTH "
-                          "like 384,640")
-    return int(parts[0]), int(parts[-1])
 
 
 def parity(
@@ -43,7 +33,7 @@ def parity(
     """
     from detforge.export.model_parity import compare_models
 
-    res = compare_models(a, b, data=data, imgsz=_imgsz(imgsz), tolerance=tolerance,
+    res = compare_models(a, b, data=data, imgsz=parse_optional_imgsz(imgsz), tolerance=tolerance,
                          max_drop=max_drop, eval_images=images)
     if as_json:
         typer.echo(json.dumps(res.to_dict(), indent=2))

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from detforge.core.imgsz import IMGSZ_HELP
+
 __all__ = ["register", "train_command"]
 
 
@@ -15,8 +17,7 @@ def train_command(
     model: Annotated[str | None, typer.Option(help="yolo11n.yaml, yolov8s.yaml, rtdetr-l.yaml "
                                                    "or a local .pt")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Size, or HEIGHT,WIDTH (e.g. 384,640).")]
-    = None,
+    imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP)] = None,
     preset: Annotated[str | None, typer.Option(help="traffic, ppe, wildlife or industrial.")]
     = None,
     sizes: Annotated[str | None, typer.Option(help="Train these sizes, e.g. n,s,m.")] = None,

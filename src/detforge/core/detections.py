@@ -83,9 +83,26 @@ class Detections:
         return len(self.xyxy)
 
     def __getitem__(self, index: int | slice | NDArray[Any] | Sequence[int]) -> Detections:
-        """Select by boolean mask, integer indices or slice; returns a new Detections."""
-        if isinstance(index, int | np.integer):
-            index = slice(int(index), int(index) + 1 or None)
+        """Select by boolean mask, integer indices or slice; returns a new Detections.
+
+        An integer selects one detection (negative counts from the end) and keeps the
+        result a Detections of length 1.
+
+        Raises:
+            IndexError: An integer index (or one of the indices) is out of range, or a
+                boolean mask does not have one entry per detection.
+
+        Example:
+            >>> d = Detections.from_arrays([[0, 0, 2, 2], [1, 1, 3, 3]], [0.9, 0.5], [0, 1])
+            >>> len(d[-1]), float(d[-1].scores[0])
+            (1, 0.5)
+        """
+        if isinstance(index, int | np.integer) and not isinstance(index, bool):
+            n = len(self)
+            i = int(index)
+            if not -n <= i < n:
+                raise IndexError(f"detection index {i} is out of range for {n} detections")
+            index = slice(i % n, i % n + 1)
         return Detections(self.xyxy[index], self.scores[index], self.class_ids[index],
                           None if self.track_ids is None else self.track_ids[index])
 

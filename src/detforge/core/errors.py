@@ -9,7 +9,7 @@ Hierarchy::
     ├── ExportError               a model could not be exported, quantised or checked
     ├── EngineMismatchError       a TensorRT engine does not match this device or TensorRT
     ├── TargetCapabilityError     a target device cannot run the requested precision
-    ├── MissingExtraError         an optional dependency is not installed
+    ├── MissingExtraError         an optional dependency is not installed (also an ImportError)
     ├── BackendError              a runtime backend failed to load or run a model
     └── StorageError              a write failed: disk full, quota, permission, read-only
 
@@ -84,8 +84,12 @@ class TargetCapabilityError(DetforgeError):
     exit_code = 2
 
 
-class MissingExtraError(DetforgeError):
-    """An optional dependency is missing; the message gives the pip command."""
+class MissingExtraError(DetforgeError, ImportError):
+    """An optional dependency is missing; the message gives the pip command.
+
+    It is an :class:`ImportError` too, so code that falls back when an import fails keeps
+    working when the import goes through a detforge helper.
+    """
 
     exit_code = 2
 

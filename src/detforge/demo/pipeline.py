@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from detforge.core.atomic import atomic_write_json, atomic_write_text
+from detforge.demo.report import render_index
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -244,7 +245,7 @@ def run_demo(cfg: DemoConfig, *, echo: Callable[[str], None] = print) -> dict[st
         echo(f"[{name}] done in {seconds:.1f}s")
     summary = _summary(cfg, state, done)
     atomic_write_json(cfg.out / "summary.json", summary)
-    atomic_write_text(cfg.out / "index.html", _index(summary))
+    atomic_write_text(cfg.out / "index.html", render_index(summary))
     return summary
 
 
@@ -263,27 +264,3 @@ def _summary(cfg: DemoConfig, state: dict[str, Any], done: dict[str, Any]) -> di
     out["figures"] = {k: state.get(k) for k in figures}
     out["seconds"] = {k: round(v["seconds"], 1) for k, v in done.items()}
     return out
-
-
-def _index(summary: dict[str, Any]) -> str:
-    import html
-
-    links = "".join(
-        f"<li><a href='{html.escape(str(Path(v).resolve().as_uri()))}'>{html.escape(k)}</a></li>"
-        for k, v in summary.items()
-        if isinstance(v, str) and k != "report"
-        and k.endswith(("report", "validation", "benchmark", "tracks", "bundle", "video")))
-    figures = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-                      for k, v in summary["figures"].items())
-    steps = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>"
-                    for k, v in summary["seconds"].items())
-    rows = summary.get("benchmark_rows") or []
-    bench = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in r) + "</tr>"
-                    for r in rows)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in (rows[0] if rows else {}))
-    return ("<!doctype html><meta charset='utf-8'><title>detforge demo</title>"
-            "<style>body{font-family:sans-serif}td{padding:3px 10px;border:1px solid #ddd}"
-            "table{border-collapse:collapse}</style><h1>detforge demo</h1>"
-            f"<h2>Reports</h2><ul>{links}</ul><h2>Figures</h2><table>{figures}</table>"
-            f"<h2>Benchmark (CPU)</h2><table><tr>{head}</tr>{bench}</table>"
-            f"<h2>Steps (seconds)</h2><table>{steps}</table>")

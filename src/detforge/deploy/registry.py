@@ -42,6 +42,7 @@ from detforge.deploy.model_card import (
     collect_card,
     key_metrics,
 )
+from detforge.integrations.telemetry import disable_telemetry
 
 __all__ = ["ALIASES", "EXPERIMENT", "PREVIOUS", "PRODUCTION", "STAGING", "ModelSummary",
            "Promotion", "Registry", "RegistryError", "VersionSummary", "open_registry"]
@@ -171,6 +172,7 @@ class Registry:
     """
 
     def __init__(self, uri: str):
+        disable_telemetry()  # before mlflow is imported: it phones home at import
         try:
             with _quiet():
                 from mlflow.exceptions import MlflowException

@@ -7,8 +7,13 @@ Entry points:
 * :func:`evaluate_files` -- any COCO results file against a COCO ground-truth file;
 * :func:`evaluate_model` -- run a model through :mod:`detforge.runtime` on a dataset split;
 * :func:`compare` -- several results in one table; :func:`write_html_report` -- an HTML page.
+
+Every input is scored as pycocotools scores it, or refused in one line
+(:mod:`detforge.evaluate.coco_input` lists the cases); what is worth knowing about an input
+is warned as :class:`EvaluationWarning` and kept in ``EvalResult.notes``.
 """
 
+from detforge.evaluate.coco_input import EvaluationWarning
 from detforge.evaluate.compare import Comparison, compare
 from detforge.evaluate.metrics import (
     STAT_NAMES,
@@ -27,6 +32,7 @@ __all__ = [
     "ClassMetrics",
     "Comparison",
     "EvalResult",
+    "EvaluationWarning",
     "ImageScore",
     "compare",
     "evaluate_coco",

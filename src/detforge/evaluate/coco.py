@@ -17,11 +17,10 @@ Conventions when a :class:`~detforge.data.dataset.Dataset` becomes COCO ground t
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,9 +29,10 @@ from detforge.core.detections import Detections
 from detforge.core.errors import DatasetError
 from detforge.core.jsonfile import parse_json
 from detforge.data.dataset import Dataset
+from detforge.evaluate.coco_input import check_gt
 
-__all__ = ["CocoGroundTruth", "ResultColumns", "category_ids", "dataset_to_coco",
-           "detections_to_coco", "load_json", "validate_gt", "validate_results"]
+__all__ = ["CocoGroundTruth", "category_ids", "dataset_to_coco", "detections_to_coco",
+           "load_json", "validate_gt"]
 
 
 @dataclass(frozen=True)
@@ -204,151 +204,18 @@ def load_json(path: str | Path, what: str) -> Any:
 
 
 def validate_gt(gt: Any, path: str | Path | None = None) -> dict[str, Any]:
-    """Check a COCO ground-truth dict and fill a missing ``area`` with the box area.
+    """Check a COCO ground-truth dict as the evaluator checks it (left unchanged).
 
     Args:
         gt: The parsed ground truth.
         path: Its file, named in errors.
 
     Returns:
-        ``gt`` (annotation ids renumbered ``1..M`` if one of them is 0, which COCO tools
-        treat as "unmatched").
+        ``gt`` itself.
 
     Raises:
-        DatasetError: A required key is missing or malformed.
+        DatasetError: An input the evaluator refuses (see
+            :func:`~detforge.evaluate.coco_input.check_gt`).
     """
-    if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) \
-            or not isinstance(gt.get("categories"), list):
-        raise DatasetError("not a COCO ground-truth file: expected an object with "
-                           "'images', 'annotations' and 'categories' lists (a results file "
-                           "goes to --predictions)", path=path)
-    anns = gt.setdefault("annotations", [])
-    for key, items, need in (("images", gt["images"], ("id",)),
-                             ("categories", gt["categories"], ("id", "name")),
-                             ("annotations", anns, ("id", "image_id", "category_id", "bbox"))):
-        for i, item in enumerate(items):
-            missing = [k for k in need if not isinstance(item, dict) or k not in item]
-            if missing:
-                raise DatasetError(f"{key}[{i}] lacks {missing}; every entry of {key!r} "
-                                   f"needs {list(need)}", path=path)
-    image_ids = {im["id"] for im in gt["images"]}
-    cat_ids = {c["id"] for c in gt["categories"]}
-    for i, ann in enumerate(anns):
-        if ann["image_id"] not in image_ids or ann["category_id"] not in cat_ids:
-            raise DatasetError(
-                f"annotations[{i}] refers to image_id {ann['image_id']!r} / category_id "
-                f"{ann['category_id']!r}, which 'images' / 'categories' do not list",
-                path=path)
-        bb = ann["bbox"]
-        if not isinstance(bb, list) or len(bb) != 4:
-            raise DatasetError(f"annotations[{i}] has bbox {bb!r}; expected [x, y, w, h]",
-                               path=path)
-        if "area" not in ann:
-            ann["area"] = float(bb[2]) * float(bb[3])
-    if any(ann["id"] == 0 for ann in anns):
-        for i, ann in enumerate(anns):
-            ann["id"] = i + 1
-    return gt
-
-
-_RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
-
-
-@dataclass(frozen=True)
-class ResultColumns:
-    """The columns of a COCO results list, as float64 arrays.
-
-    Attributes:
-        image_id: ``[N]`` image ids. category_id: ``[N]`` category ids.
-        score: ``[N]`` scores. bbox: ``[N, 4]`` COCO ``[x, y, w, h]`` boxes.
-    """
-
-    image_id: NDArray[np.float64]
-    category_id: NDArray[np.float64]
-    score: NDArray[np.float64]
-    bbox: NDArray[np.float64]
-
-    @classmethod
-    def of(cls, results: Sequence[dict[str, Any]]) -> ResultColumns:
-        """Columns of a (valid) results list; raises KeyError / TypeError / ValueError."""
-        n = len(results)
-        return cls(np.fromiter((r["image_id"] for r in results), np.float64, n),
-                   np.fromiter((r["category_id"] for r in results), np.float64, n),
-                   np.fromiter((r["score"] for r in results), np.float64, n),
-                   np.array([r["bbox"] for r in results], np.float64).reshape(n, -1)
-                   if n else np.zeros((0, 4)))
-
-
-def validate_results(results: Any, image_ids: Sequence[int], cat_ids: Sequence[int],
-                     path: str | Path | None = None) -> ResultColumns:
-    """Check a COCO results list against the ground truth's images and categories.
-
-    Args:
-        results: The parsed results (must be a list of objects).
-        image_ids: Image ids of the ground truth.
-        cat_ids: Category ids of the ground truth.
-        path: The results file, named in errors.
-
-    Returns:
-        The results' columns, for :func:`~detforge.evaluate.metrics.evaluate_coco`.
-
-    Raises:
-        DatasetError: The results are not a list, an entry lacks a key, a bbox is not four
-            finite numbers with non-negative width and height, a score is not a number, or
-            an image or category id is not in the ground truth. The message names the
-            entry index and the value.
-    """
-    if not isinstance(results, list):
-        raise DatasetError(
-            f"COCO results must be a JSON list of detections, got {type(results).__name__}"
-            f"{' (this looks like a ground-truth file)' if isinstance(results, dict) else ''}"
-            f"; pass the detections file to --predictions and the annotations to --gt",
-            path=path)
-    try:
-        cols = ResultColumns.of(results)
-    except (KeyError, TypeError, ValueError):
-        _raise_first_bad_entry(results, path)
-    if cols.bbox.shape != (len(results), 4):
-        _raise_first_bad_entry(results, path)
-    bbox = cols.bbox
-    checks = (
-        (~np.isin(cols.image_id, np.asarray(image_ids, np.float64)), "image_id",
-         "is not an image id of the ground truth; results must use the GT file's image ids"),
-        (~np.isin(cols.category_id, np.asarray(cat_ids, np.float64)), "category_id",
-         f"is not a category id of the ground truth (valid: {sorted(cat_ids)}); a 0-based "
-         f"class index needs mapping to the GT category ids"),
-        (~np.isfinite(cols.score), "score", "is not a finite number"),
-        (~np.isfinite(bbox).all(axis=1) | (bbox[:, 2] < 0) | (bbox[:, 3] < 0), "bbox",
-         "is not [x, y, w, h] with finite values and w, h >= 0"),
-    )
-    for bad, key, why in checks:
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DatasetError(f"entry {i}: {key} {results[i][key]!r} {why} "
-                               f"({int(bad.sum())} entries affected)", path=path)
-    return cols
-
-
-def _raise_first_bad_entry(results: list[Any], path: str | Path | None) -> NoReturn:
-    for i, r in enumerate(results):
-        if not isinstance(r, dict):
-            raise DatasetError(f"entry {i} is {type(r).__name__}, expected an object with "
-                               f"keys {list(_RESULT_KEYS)}", path=path)
-        missing = [k for k in _RESULT_KEYS if k not in r]
-        if missing:
-            raise DatasetError(f"entry {i} lacks {missing}; each detection needs "
-                               f"{list(_RESULT_KEYS)}", path=path)
-        bb = r["bbox"]
-        if not isinstance(bb, list) or len(bb) != 4 \
-                or not all(isinstance(v, int | float) for v in bb):
-            raise DatasetError(f"entry {i}: bbox {bb!r} is not four numbers [x, y, w, h]",
-                               path=path)
-        for key in ("image_id", "category_id"):
-            if not isinstance(r[key], int) or isinstance(r[key], bool):
-                raise DatasetError(f"entry {i}: {key} {r[key]!r} is not an integer",
-                                   path=path)
-        if not isinstance(r["score"], int | float) or isinstance(r["score"], bool) \
-                or math.isnan(float(r["score"])):
-            raise DatasetError(f"entry {i}: score {r['score']!r} is not a number", path=path)
-    raise DatasetError("malformed COCO results; each detection needs "
-                       f"{list(_RESULT_KEYS)}", path=path)
+    check_gt(gt, path)
+    return dict(gt)

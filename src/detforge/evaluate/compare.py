@@ -46,29 +46,38 @@ class Comparison:
 
     def headers(self) -> list[str]:
         """Column titles of :meth:`rows`."""
-        return ["model", *self.columns, "dAP", *(f"AP:{c}" for c in self.class_names)]
+        return ["model", *self.columns, "dAP"]
 
     def rows(self) -> list[list[str]]:
-        """One row of formatted cells per result."""
+        """One row of formatted summary cells per result."""
         base = self.summary[0][0] if self.summary else -1.0
         out = []
-        for name, values, aps in zip(self.names, self.summary, self.class_ap, strict=True):
+        for name, values in zip(self.names, self.summary, strict=True):
             delta = values[0] - base if values[0] >= 0 and base >= 0 else -1.0
             out.append([name, *(format_cell(v) for v in values),
-                        "-" if delta == -1.0 else f"{delta:+.3f}",
-                        *(format_cell(v) for v in aps)])
+                        "-" if delta == -1.0 else f"{delta:+.3f}"])
         return out
 
-    def to_text(self) -> str:
-        """A fixed-width table for the terminal."""
-        return text_table(self.headers(), self.rows())
+    def class_headers(self) -> list[str]:
+        """Column titles of :meth:`class_rows`: the class, then one column per result."""
+        return ["class", *self.names]
+
+    def class_rows(self) -> list[list[str]]:
+        """AP per class, one row per class (so 80 classes make 80 rows, not 80 columns)."""
+        return [[c, *(format_cell(aps[k]) for aps in self.class_ap)]
+                for k, c in enumerate(self.class_names)]
+
+    def to_text(self, *, per_class: bool = False) -> str:
+        """A fixed-width table for the terminal; ``per_class`` adds the AP-per-class table."""
+        text = text_table(self.headers(), self.rows())
+        if per_class and self.class_names:
+            text += "\n\n" + text_table(self.class_headers(), self.class_rows())
+        return text
 
     def to_markdown(self) -> str:
-        """A Markdown table."""
-        lines = ["| " + " | ".join(self.headers()) + " |",
-                 "|" + "|".join("---" for _ in self.headers()) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
-        return "\n".join(lines)
+        """Markdown: the summary table, then AP per class."""
+        return "\n\n".join(_markdown(h, r) for h, r in (
+            (self.headers(), self.rows()), (self.class_headers(), self.class_rows())) if r)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form: per model, its summary and per-class AP."""
@@ -76,6 +85,12 @@ class Comparison:
                        "per_class_ap": dict(zip(self.class_names, aps, strict=True))}
                 for name, values, aps in zip(self.names, self.summary, self.class_ap,
                                              strict=True)}
+
+
+def _markdown(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def compare(results: Mapping[str, EvalResult]) -> Comparison:

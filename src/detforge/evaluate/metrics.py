@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,9 @@ from numpy.typing import NDArray
 from detforge.core.detections import Detections
 from detforge.core.errors import ConfigError
 from detforge.data.dataset import Dataset
-from detforge.evaluate.coco import (
-    ResultColumns,
-    dataset_to_coco,
-    detections_to_coco,
-    load_json,
-    validate_gt,
-    validate_results,
-)
+from detforge.evaluate.coco import dataset_to_coco, detections_to_coco, load_json
+from detforge.evaluate.coco_input import GroundTruth, Results, check_gt, check_results
 from detforge.evaluate.operating import (
-    Boxes,
     class_operating_points,
     confusion_matrix,
     image_scores,
@@ -39,8 +33,8 @@ from detforge.evaluate.operating import (
 )
 from detforge.evaluate.sharded import run_cocoeval
 
-__all__ = ["STAT_NAMES", "ClassMetrics", "EvalResult", "ImageScore", "coco_boxes",
-           "evaluate_coco", "evaluate_files", "evaluate_predictions", "gc_paused"]
+__all__ = ["STAT_NAMES", "ClassMetrics", "EvalResult", "ImageScore", "evaluate_coco",
+           "evaluate_files", "evaluate_predictions", "gc_paused"]
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs",
               "ARm", "ARl")
@@ -71,9 +65,10 @@ class ClassMetrics:
 
 @dataclass(frozen=True)
 class ImageScore:
-    """Match quality of one image at the operating confidence (IoU 0.5)."""
+    """Match quality of one image at the operating confidence (IoU 0.5); ``image_id`` is
+    the ground truth's own id (an int, or a string where the file uses strings)."""
 
-    image_id: int
+    image_id: int | str
     file: str
     tp: int
     fp: int
@@ -98,6 +93,9 @@ class EvalResult:
         confusion_matrix: ``[K+1, K+1]``; rows predicted, columns true, index K background.
         worst_images: Images with the lowest F1 at ``conf``, worst first.
         num_images: Images evaluated. num_detections: Detections given.
+        ignored_detections: Detections in categories the ground truth does not list (not
+            scored, as in pycocotools).
+        notes: What was scored as pycocotools scores it, and deviations (also warned).
     """
 
     stats: tuple[float, ...]
@@ -113,6 +111,8 @@ class EvalResult:
     worst_images: tuple[ImageScore, ...]
     num_images: int
     num_detections: int
+    ignored_detections: int = 0
+    notes: tuple[str, ...] = ()
 
     @property
     def summary(self) -> dict[str, float]:
@@ -139,6 +139,8 @@ class EvalResult:
             "worst_images": [_asdict(w) for w in self.worst_images],
             "num_images": self.num_images,
             "num_detections": self.num_detections,
+            "ignored_detections": self.ignored_detections,
+            "notes": list(self.notes),
         }
 
 
@@ -146,52 +148,12 @@ def _asdict(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
 
 
-def _lookup(values: NDArray[np.float64], keys: Sequence[int]) -> NDArray[np.int64]:
-    """Position of each value in ``keys`` (every value must be present)."""
-    k = np.asarray(keys, np.float64)
-    order = np.argsort(k, kind="stable")
-    return order[np.searchsorted(k[order], values)].astype(np.int64)
-
-
-def coco_boxes(columns: ResultColumns, image_ids: Sequence[int], cat_ids: Sequence[int],
-               crowd: NDArray[np.bool_] | None = None) -> Boxes:
-    """Columnar :class:`Boxes` (image and class as indices into the id lists).
-
-    Args:
-        columns: Validated columns of COCO annotations or results.
-        image_ids: Image ids, in image-index order.
-        cat_ids: Category ids, in class-index order.
-        crowd: Crowd flags (ground truth); None for detections.
-
-    Returns:
-        The boxes.
-    """
-    n = len(columns.image_id)
-    return Boxes(image=_lookup(columns.image_id, image_ids),
-                 cls=_lookup(columns.category_id, cat_ids), xywh=columns.bbox,
-                 score=columns.score, crowd=np.zeros(n, np.bool_) if crowd is None else crowd)
-
-
-def _gt_columns(anns: Sequence[dict[str, Any]]) -> tuple[ResultColumns, NDArray[np.bool_]]:
-    n = len(anns)
-    cols = ResultColumns(
-        np.fromiter((a["image_id"] for a in anns), np.float64, n),
-        np.fromiter((a["category_id"] for a in anns), np.float64, n), np.ones(n),
-        np.array([a["bbox"] for a in anns], np.float64).reshape(n, 4))
-    return cols, np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), np.bool_, n)
-
-
-def _results_coco(coco_gt: Any, results: list[dict[str, Any]], bbox: NDArray[np.float64],
-                  ) -> Any:
-    """The detections as a COCO object: what ``COCO.loadRes`` builds for boxes (area
-    w*h, ids 1..N, iscrowd 0), without the polygon it adds to every result."""
+def _results_coco(coco_gt: Any, results: list[dict[str, Any]]) -> Any:
+    """The detections as a COCO object: what ``COCO.loadRes`` builds for boxes (the
+    checked results carry its ``id``, ``area`` and ``iscrowd``), without the polygon it adds
+    to every result."""
     from faster_coco_eval import COCO
 
-    for i, (ann, area) in enumerate(zip(results, (bbox[:, 2] * bbox[:, 3]).tolist(),
-                                        strict=True)):
-        ann["area"] = area
-        ann["id"] = i + 1
-        ann["iscrowd"] = 0
     res = COCO(print_function=_quiet)
     res.dataset = {"images": list(coco_gt.dataset["images"]),
                    "categories": [dict(c) for c in coco_gt.dataset["categories"]],
@@ -200,30 +162,43 @@ def _results_coco(coco_gt: Any, results: list[dict[str, Any]], bbox: NDArray[np.
     return res
 
 
-def evaluate_coco(gt: dict[str, Any], results: list[dict[str, Any]], *, conf: float = 0.25,
-                  iou_type: str = "bbox", columns: ResultColumns | None = None,
-                  workers: int | None = None) -> EvalResult:
-    """Evaluate COCO results against a COCO ground-truth dict.
+def evaluate_coco(gt: dict[str, Any] | GroundTruth,
+                  results: list[dict[str, Any]] | Results, *, conf: float = 0.25,
+                  iou_type: str = "bbox", workers: int | None = None,
+                  path: str | Path | None = None, gt_path: str | Path | None = None,
+                  ) -> EvalResult:
+    """Evaluate COCO results against COCO ground truth, with pycocotools' numbers.
 
-    ``gt`` and ``results`` must be valid (see :func:`~detforge.evaluate.coco.validate_gt`
-    and :func:`~detforge.evaluate.coco.validate_results`); the result dicts are annotated in
-    place by the COCO loader.
+    Both inputs are checked first (:func:`~detforge.evaluate.coco_input.check_gt`,
+    :func:`~detforge.evaluate.coco_input.check_results`) unless they are checked already;
+    neither is modified. Detections in categories the ground truth does not list are
+    ignored and counted in ``ignored_detections``, as pycocotools ignores them.
 
     Args:
-        gt: COCO ground truth.
-        results: COCO results (``image_id``, ``category_id``, ``bbox``, ``score``).
+        gt: COCO ground truth, or its checked form.
+        results: COCO results (``image_id``, ``category_id``, ``bbox``, ``score``), or
+            their checked form.
         conf: Operating confidence for P/R/F1, the confusion matrix and worst images.
         iou_type: Only ``"bbox"`` is supported.
-        columns: ``results`` as columns, when the caller has them already (from
-            :func:`~detforge.evaluate.coco.validate_results`).
         workers: Processes for the COCO evaluation (split by category, identical
             numbers); None uses every usable core on large inputs.
+        path: The results file, named in errors.
+        gt_path: The ground-truth file, named in errors.
 
     Returns:
         The evaluation result; ``stats`` equal pycocotools' ``COCOeval.stats``.
 
     Raises:
         ConfigError: ``iou_type`` is not ``"bbox"`` or ``conf`` is outside [0, 1].
+        DatasetError: An input pycocotools cannot score (the message names the entry).
+
+    Example:
+        >>> gt = {"images": [{"id": 1}], "categories": [{"id": 1, "name": "cat"}],
+        ...       "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
+        ...                        "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0}]}
+        >>> dt = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}]
+        >>> evaluate_coco(gt, dt).summary["AP50"]
+        1.0
     """
     from faster_coco_eval import COCO
 
@@ -232,22 +207,19 @@ def evaluate_coco(gt: dict[str, Any], results: list[dict[str, Any]], *, conf: fl
                           f"(iou_type='bbox')")
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"conf {conf} must be within [0, 1]")
-    cats = sorted(gt["categories"], key=lambda c: c["id"])
-    cat_ids = [int(c["id"]) for c in cats]
-    names = tuple(str(c["name"]) for c in cats)
-    images = gt["images"]
-    image_ids = [int(im["id"]) for im in images]
-    gt_cols, gt_crowd = _gt_columns(gt["annotations"])
-    gt_boxes = coco_boxes(gt_cols, image_ids, cat_ids, gt_crowd)
-    cols = ResultColumns.of(results) if columns is None else columns
-    dt_boxes = coco_boxes(cols, image_ids, cat_ids)
+    checked = gt if isinstance(gt, GroundTruth) else check_gt(gt, gt_path)
+    dets = results if isinstance(results, Results) else check_results(results, checked, path)
+    names = checked.class_names
+    k = len(names)
+    gt_boxes, dt_boxes = checked.boxes, dets.boxes
 
-    coco_gt = COCO(gt, print_function=_quiet)
-    coco_dt = _results_coco(coco_gt, results, cols.bbox)
+    with warnings.catch_warnings():  # id 0 is noted by check_gt already
+        warnings.filterwarnings("ignore", "Found annotation id 0", UserWarning)
+        coco_gt = COCO(checked.coco, print_function=_quiet)
+    coco_dt = _results_coco(coco_gt, dets.coco)
     ev = run_cocoeval(coco_gt, coco_dt, workers=workers)
     stats = tuple(float(s) for s in ev.stats[:12])
     precision = np.asarray(ev.eval["precision"])  # [T, R, K, A, M]
-    k = len(cat_ids)
     ap = _class_ap(precision[:, :, :, 0, -1])
     ap50 = _class_ap(precision[:1, :, :, 0, -1])
     ap75 = _class_ap(precision[5:6, :, :, 0, -1])
@@ -261,15 +233,17 @@ def evaluate_coco(gt: dict[str, Any], results: list[dict[str, Any]], *, conf: fl
                            f1=float(ops.f1[i]), support=int(ops.support[i]),
                            detections=int(ops.detections[i]))
         for i, name in enumerate(names)}
-    tp, fp, fn = image_scores(dt_boxes, gt_boxes, matches, len(images), conf=conf)
+    n_images = len(checked.image_ids)
+    tp, fp, fn = image_scores(dt_boxes, gt_boxes, matches, n_images, conf=conf)
     return EvalResult(
         stats=stats, class_names=names, per_class=per_class,
         recall_thresholds=np.asarray(ev.params.recThrs, np.float64), pr_curves=pr,
         conf=conf, conf_grid=ops.conf_grid, f1_curves=ops.f1_curve,
         f1_optimal_conf=ops.f1_optimal_conf,
         confusion_matrix=confusion_matrix(dt_boxes, gt_boxes, k, conf=conf),
-        worst_images=_worst(images, tp, fp, fn), num_images=len(images),
-        num_detections=len(results))
+        worst_images=_worst(checked, tp, fp, fn), num_images=n_images,
+        num_detections=len(dets.coco) + dets.ignored, ignored_detections=dets.ignored,
+        notes=checked.notes + dets.notes)
 
 
 def _quiet(*_args: Any, **_kwargs: Any) -> None:
@@ -284,14 +258,14 @@ def _class_ap(p: NDArray[np.float64]) -> list[float]:
     return [float(t / c) if c else -1.0 for t, c in zip(total, count, strict=True)]
 
 
-def _worst(images: Sequence[dict[str, Any]], tp: NDArray[np.int64], fp: NDArray[np.int64],
+def _worst(gt: GroundTruth, tp: NDArray[np.int64], fp: NDArray[np.int64],
            fn: NDArray[np.int64], n: int = WORST_IMAGES) -> tuple[ImageScore, ...]:
     denom = 2 * tp + fp + fn
     f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)
     bad = np.flatnonzero(fp + fn > 0)
     order = bad[np.lexsort((bad, -(fp + fn)[bad], f1[bad]))][:n]
-    return tuple(ImageScore(int(images[i]["id"]), str(images[i].get("file_name", "")),
-                            int(tp[i]), int(fp[i]), int(fn[i]), float(f1[i])) for i in order)
+    return tuple(ImageScore(gt.image_ids[i], gt.files[i], int(tp[i]), int(fp[i]), int(fn[i]),
+                            float(f1[i])) for i in order)
 
 
 def evaluate_predictions(gt: Dataset, predictions: Mapping[int, Detections] | list[
@@ -321,13 +295,9 @@ def evaluate_predictions(gt: Dataset, predictions: Mapping[int, Detections] | li
         >>> res.summary["AP50"]  # doctest: +SKIP
     """
     coco = dataset_to_coco(gt, split=split)
-    if isinstance(predictions, list):
-        results = [dict(r) for r in predictions]
-        columns = validate_results(results, coco.image_ids.tolist(), coco.cat_ids)
-        return evaluate_coco(coco.coco, results, conf=conf, iou_type=iou_type,
-                             columns=columns)
-    return evaluate_coco(coco.coco, detections_to_coco(predictions, coco), conf=conf,
-                         iou_type=iou_type)
+    results = predictions if isinstance(predictions, list) else detections_to_coco(
+        predictions, coco)
+    return evaluate_coco(coco.coco, results, conf=conf, iou_type=iou_type)
 
 
 @contextlib.contextmanager
@@ -368,8 +338,7 @@ def evaluate_files(predictions_json: str | Path, gt_json: str | Path, *,
         >>> evaluate_files("dt.json", "gt.json").stats[0]  # doctest: +SKIP
     """
     with gc_paused():
-        gt = validate_gt(load_json(gt_json, "COCO ground-truth"), gt_json)
-        results = load_json(predictions_json, "COCO results")
-        columns = validate_results(results, [im["id"] for im in gt["images"]],
-                                   [c["id"] for c in gt["categories"]], predictions_json)
-        return evaluate_coco(gt, results, conf=conf, columns=columns)
+        gt = check_gt(load_json(gt_json, "COCO ground-truth"), gt_json)
+        results = check_results(load_json(predictions_json, "COCO results"), gt,
+                                predictions_json)
+        return evaluate_coco(gt, results, conf=conf)

@@ -6,6 +6,10 @@ category axis before ``summarize``: the numbers are identical to one process. On
 inputs faster-coco-eval's C++ evaluate-and-accumulate is the bulk of an evaluation and
 runs on one core; forked workers (which inherit the loaded COCO objects instead of
 pickling them) spread it over the cores the process may use.
+
+The inputs come renumbered by :mod:`detforge.evaluate.coco_input` (unique annotation and
+category ids): a repeated annotation id would otherwise pick a different annotation in a
+shard than in one process, since pycocotools resolves the id after filtering by category.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def run_cocoeval(coco_gt: Any, coco_dt: Any, *, workers: int | None = None) -> A
     """
     global _SHARED
     ev = _new_eval(coco_gt, coco_dt)
-    cat_ids = sorted(int(c) for c in ev.params.catIds)
+    cat_ids = sorted({int(c) for c in ev.params.catIds})  # np.unique, as pycocotools
     if workers is None:
         workers = _cores() if len(coco_dt.anns) >= SHARD_MIN_DETECTIONS else 1
     workers = min(workers, len(cat_ids))

@@ -7,7 +7,6 @@ Each hop appends one record to ``fidelity.json`` beside the new model and re-ren
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -124,18 +123,6 @@ def append_hop(model_path: Path, hop: Hop) -> Path:
 
 
 def _html(hops: list[dict[str, Any]]) -> str:
-    cols = ["kind", "source", "target", "images", "map50_95_before", "map50_95_after",
-            "map_drop_pts", "map50_before", "map50_after", "box_agreement", "max_abs_diff"]
-    head = "".join(f"<th>{c}</th>" for c in cols)
+    from detforge.evaluate.fidelity_page import render_fidelity_page
 
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"<td>{v:.4f}</td>"
-        text = Path(v).name if isinstance(v, str) and "/" in v else v
-        return f"<td>{html.escape(str(text))}</td>"
-
-    rows = "".join("<tr>" + "".join(cell(h.get(c)) for c in cols) + "</tr>" for h in hops)
-    return ("<!doctype html><meta charset='utf-8'><title>detforge fidelity</title>"
-            "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border:1px solid #ccc}"
-            "table{border-collapse:collapse}</style><h1>Fidelity at every hop</h1>"
-            f"<table><tr>{head}</tr>{rows}</table>")
+    return render_fidelity_page(hops)

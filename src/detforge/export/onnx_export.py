@@ -89,7 +89,7 @@ class ExportResult:
 
 def _ultralytics() -> Any:
     try:
-        from detforge.train.offline import import_ultralytics
+        from detforge.integrations.ultralytics import import_ultralytics
     except ImportError as exc:  # pragma: no cover - the train extra is absent
         raise MissingExtraError("export needs the train extra: pip install 'detforge[train]'") \
             from exc
@@ -167,6 +167,9 @@ def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] 
     weights = Path(weights)
     if not weights.is_file():
         raise ExportError(f"{weights}: weights file not found")
+    if weights.suffix.lower() != ".pt":
+        raise ExportError(f"{weights}: not Ultralytics weights (a {weights.suffix or 'suffix-less'}"
+                          f" file); export takes a trained .pt, e.g. runs/NAME/v1/weights/best.pt")
     ul = _ultralytics()
     try:
         model = ul.YOLO(str(weights))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from detforge.core.errors import ConfigError
+from detforge.core.imgsz import parse_optional_imgsz
 from detforge.core.storage import storage_errors
 from detforge.runtime.loader import load_model
 from detforge.runtime.pipeline import Tracker, run_pipeline
@@ -21,16 +22,7 @@ def parse_imgsz(text: str | None) -> tuple[int, int] | None:
     Raises:
         ConfigError: Not one or two positive integers.
     """
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.replace("x", ",").split(",")]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or min(values, default=0) <= 0:
-        raise ConfigError(f"--imgsz {text!r}: expected H,W (e.g. 384,640) or one size (640)")
-    return (values[0], values[-1])
+    return parse_optional_imgsz(text)
 
 
 def parse_batch(text: str) -> int | str:

@@ -56,7 +56,7 @@ class ByteTracker:
         try:
             import importlib
 
-            from detforge.train.offline import import_ultralytics
+            from detforge.integrations.ultralytics import import_ultralytics
 
             import_ultralytics()
             byte_tracker = importlib.import_module("ultralytics.trackers.byte_tracker")

@@ -32,6 +32,7 @@ from pydantic import (
 
 from detforge.core.config import StrictModel, apply_overrides, load_config
 from detforge.core.errors import ConfigError
+from detforge.core.imgsz import parse_imgsz as core_parse_imgsz
 
 __all__ = ["OVERFIT_STOP_MAP50", "PRESETS", "AugmentConfig", "OptimConfig", "TrackingConfig",
            "TrainConfig", "config_to_yaml", "load_preset", "load_train_config", "model_for_size",
@@ -348,16 +349,14 @@ def config_to_yaml(config: TrainConfig) -> str:
 
 
 def parse_imgsz(text: str) -> int | tuple[int, int]:
-    """``"320"`` -> 320; ``"384,640"`` -> (384, 640) (height, width).
+    """``"320"`` -> 320; ``"384,640"`` -> (384, 640) (height, width); the grammar of
+    :func:`detforge.core.imgsz.parse_imgsz`.
 
     Raises:
         ConfigError: Not one or two positive integers.
     """
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) not in {1, 2} or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(
-            f"--imgsz {text!r} must be a positive integer or HEIGHT,WIDTH like 384,640")
-    return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    h, w = core_parse_imgsz(text)
+    return h if h == w else (h, w)
 
 
 def parse_sizes(text: str) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from detforge.core.errors import ConfigError, MissingExtraError
+from detforge.integrations.telemetry import disable_telemetry
 
 __all__ = ["Tracker", "check_store", "flatten_params", "resolve_tracking_uri", "store_lock_path"]
 
@@ -119,6 +120,7 @@ class Tracker:
     """
 
     def __init__(self, uri: str, experiment: str, *, artifact_root: Path | None = None):
+        disable_telemetry()  # before mlflow is imported: it phones home at import
         try:
             from mlflow.tracking import MlflowClient
         except ModuleNotFoundError as exc:

@@ -36,7 +36,7 @@ class TorchBackend(BackendBase):
         try:
             import torch
 
-            from detforge.train.offline import import_ultralytics
+            from detforge.integrations.ultralytics import import_ultralytics
 
             YOLO = import_ultralytics().YOLO
         except ImportError as exc:

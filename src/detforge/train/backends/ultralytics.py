@@ -32,9 +32,9 @@ import yaml
 
 from detforge.core.atomic import atomic_write_text
 from detforge.core.errors import ConfigError
+from detforge.integrations.ultralytics import import_ultralytics
 from detforge.train.backends.base import BackendRun, EpochCallback, ModelInfo
 from detforge.train.config import overfit_done
-from detforge.train.offline import import_ultralytics
 from detforge.train.threads import configure_threads
 
 if TYPE_CHECKING:
