@@ -44,7 +44,8 @@ _rtdetr_train: Any = importlib.import_module("ultralytics.models.rtdetr.train")
 _rtdetr_val: Any = importlib.import_module("ultralytics.models.rtdetr.val")
 _detect: Any = importlib.import_module("ultralytics.models.yolo.detect")
 
-__all__ = ["MODEL_KEY", "TrainerOptions", "trainer_class", "validator_class"]
+__all__ = ["MODEL_KEY", "TrainerOptions", "multistep_factor", "scaled_shape", "trainer_class",
+           "validator_class"]
 
 MODEL_KEY = "detforge"
 """Key of the model ``yaml`` entry that records the input detforge trained at."""
@@ -86,6 +87,17 @@ def scaled_shape(shape: tuple[int, int], factor: float, stride: int = 32) -> tup
     """
     return (max(stride, round(shape[0] * factor / stride) * stride),
             max(stride, round(shape[1] * factor / stride) * stride))
+
+
+def multistep_factor(epoch: float, milestones: tuple[int, ...] | list[int], gamma: float) -> float:
+    """The ``multistep`` learning-rate factor at ``epoch``: ``gamma`` to the number of
+    milestones reached (torch's ``MultiStepLR``).
+
+    Example:
+        >>> [multistep_factor(e, (2, 4), 0.1) for e in range(6)]
+        [1.0, 1.0, 0.1, 0.1, 0.010000000000000002, 0.010000000000000002]
+    """
+    return float(gamma ** bisect.bisect_right(sorted(milestones), epoch))
 
 
 class _Hooks:
@@ -144,10 +156,10 @@ class _Hooks:
         if self.detforge.lr_schedule != "multistep":
             super()._setup_scheduler()  # type: ignore[misc]
             return
-        milestones, gamma = sorted(self.detforge.milestones), self.detforge.gamma
+        milestones, gamma = self.detforge.milestones, self.detforge.gamma
 
         def lf(epoch: float) -> float:
-            return float(gamma ** bisect.bisect_right(milestones, epoch))
+            return multistep_factor(epoch, milestones, gamma)
 
         self.lf = lf
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=lf)
