@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from detforge.cli import app
 
 RECIPE = {"images": 128, "classes": 2, "size": [320, 180], "seed": 0, "imgsz": [160, 288],
-          "epochs": 35, "batch": 8, "lr0": 0.002, "model": "rtdetr-tiny.yaml"}
+          "epochs": 25, "batch": 8, "lr0": 0.002, "model": "rtdetr-tiny.yaml"}
 CACHE = Path(os.environ.get("DETFORGE_TEST_CACHE",
                             Path(tempfile.gettempdir()) / "detforge-test-cache"))
 _SRC = Path(__file__).resolve().parents[2] / "src" / "detforge" / "train"
