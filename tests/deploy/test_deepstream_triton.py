@@ -99,7 +99,7 @@ def test_nvinfer_derivation(update: dict[str, Any], key: str, value: str) -> Non
 
 
 @pytest.mark.parametrize(("update", "precision", "match"), [
-    ({"layout": "rtdetr"}, "fp16", "rtdetr"),
+    ({"layout": "rtdetr-normalized"}, "fp16", "rtdetr-normalized"),
     ({"normalize": NormalizeSpec(std=(0.2, 0.3, 0.4))}, "fp16", "std"),
     ({}, "bf16", "unknown precision"),
 ], ids=["rtdetr", "per-channel-std", "precision"])

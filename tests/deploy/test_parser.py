@@ -100,6 +100,22 @@ def test_cluster_nms_is_nvinfers(host: ds_parser.HostParser) -> None:
     np.testing.assert_allclose(out[:, 5], [0.95, 0.6, 0.9, 0.7])  # topk=2 cut 0.3; NMS 0.8
 
 
+def test_unclustered_is_nvinfers_cluster_mode_4() -> None:
+    """No NMS: per class by score, topk per class, unconfigured classes and scores below the
+    pre-cluster threshold dropped, no post-cluster threshold (fillUnclusteredOutput)."""
+    objs = np.array([[1, 0, 0, 10, 10, 0.8], [1, 1, 1, 10, 10, 0.9], [1, 30, 30, 5, 5, 0.7],
+                     [0, 0, 0, 10, 10, 0.6], [0, 1, 1, 10, 10, 0.95], [0, 60, 50, 4, 4, 0.1],
+                     [3, 0, 0, 5, 5, 0.99]], np.float32)
+    out = twin.unclustered(objs, num_classes=2, topk=2, pre_threshold=[0.25, 0.25])
+    np.testing.assert_array_equal(out[:, 0], [0, 0, 1, 1])
+    np.testing.assert_allclose(out[:, 5], [0.95, 0.6, 0.9, 0.8])  # overlaps kept, 0.7 cut
+    mode4 = {"num_classes": 2, "pre_cluster": 0.25, "nms_iou": 0.5, "topk": 300,
+             "cluster_mode": 4}
+    rows = np.array([[0, 0, 10, 10, 0.9, 0], [1, 1, 11, 11, 0.8, 0]], np.float32)
+    assert len(twin.nvinfer_objects(rows, 64, 64, mode4)) == 2  # twins survive
+    assert len(twin.nvinfer_objects(rows, 64, 64, {**mode4, "cluster_mode": 2})) == 1
+
+
 def _fake_deepstream(root: Path) -> Path:
     """A DeepStream install holding only the headers a parser build includes."""
     inc = root / "sources" / "includes"

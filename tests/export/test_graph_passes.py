@@ -45,3 +45,22 @@ def test_left_alone(axis: int, opset: int) -> None:
     model = _softmax_model(axis, opset)
     assert softmax_inner_axis(model) == 0
     assert [n.op_type for n in model.graph.node] == ["Softmax"]
+
+
+@pytest.mark.parametrize("opset", [13, 17], ids=["opset13", "opset17"])
+def test_rtdetr_pixels_pass_equals_the_numpy_conversion(opset: int) -> None:
+    """Ultralytics' normalised RT-DETR rows -> detforge's rtdetr rows, inside the graph."""
+    from detforge.export.graph_passes import append_rtdetr_pixels
+    from detforge.export.parity import rtdetr_pixels
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 5, 6])
+    y = helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 5, 6])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["output0"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    append_rtdetr_pixels(model, (160, 288))
+    onnx.checker.check_model(model)
+    rows = np.random.default_rng(0).random((2, 5, 6), dtype=np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": rows})[0]
+    assert session.get_outputs()[0].name == "output0"
+    np.testing.assert_allclose(got, rtdetr_pixels(rows, (160, 288)), rtol=1e-6, atol=1e-4)

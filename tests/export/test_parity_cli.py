@@ -89,6 +89,18 @@ def test_past_tolerance_exits_1(models: dict[str, Path]) -> None:
 
 
 @train
+def test_a_wrong_yolo_export_fails(models: dict[str, Path], tmp_path: Path) -> None:
+    """An export whose boxes sit 2 px to the right (every other number equal) fails."""
+    from tests.rtdetr.conftest import plant_offset
+
+    wrong = plant_offset(models["raw"], tmp_path / "wrong.onnx", [2.0] + [0.0] * 6, axis=1)
+    result = _run(str(models["pt"]), str(wrong), "--data", str(models["data"]))
+    assert result.exit_code == 1, result.output
+    assert "FAIL: raw outputs differ" in result.stderr
+    assert result.stdout.rstrip().endswith("FAIL")
+
+
+@train
 def test_layouts_differ_compares_detections_only(models: dict[str, Path]) -> None:
     result = _run(str(models["raw"]), str(models["deepstream"]), "--data", str(models["data"]))
     assert result.exit_code == 0, result.output
@@ -147,6 +159,19 @@ def test_failures(rel: float | None, tolerance: float | None, after: float, max_
     else:
         assert not res.passed and [f[:len(failure)] for f in res.failures] == [failure]
     assert res.to_dict()["passed"] is res.passed
+
+
+@pytest.mark.parametrize(("raw", "low_boxes", "fails"), [
+    (None, 0, True), (RawDiff("rtdetr", 4, (4, 50, 6), 0.0, 0.0, 0, 0.0), 0, True),
+    (None, 12, False), (None, None, False),
+], ids=["nothing", "no-rows-no-boxes", "boxes", "not-measured"])
+def test_two_empty_outputs_never_pass(raw: RawDiff | None, low_boxes: int | None,
+                                      fails: bool) -> None:
+    hop = Hop("parity", "a.pt", "b.onnx", 8, 0.0, 0.0, 0.0, 0.0, 1.0, low_agreement=None,
+              low_boxes=low_boxes)
+    res = ModelParity(Path("a.pt"), Path("b.onnx"), (64, 64), raw, "", hop, 1e-3, 1.0)
+    assert res.passed is not fails
+    assert any("nothing to compare" in f for f in res.failures) is fails
 
 
 @pytest.mark.parametrize(("a", "b", "expected"), [

@@ -60,15 +60,38 @@ def test_decode_max_det_caps_per_image() -> None:
     assert len(xyxy) == 3
 
 
-def test_decode_rtdetr_scales_normalised_boxes_without_nms() -> None:
-    out = np.array([[[0.5, 0.5, 0.5, 0.5, 0.1, 0.9],
-                     [0.5, 0.5, 0.5, 0.5, 0.8, 0.1],
-                     [0.1, 0.1, 0.1, 0.1, 0.2, 0.1]]], np.float32)
-    [(xyxy, scores, cls)] = decode_batch([out], layout="rtdetr", num_classes=2,
+def test_decode_older_rtdetr_per_class_scores_without_nms() -> None:
+    out = np.array([[[0.5, 0.5, 0.5, 0.5, 0.1, 0.9, 0.0],
+                     [0.5, 0.5, 0.5, 0.5, 0.8, 0.1, 0.0],
+                     [0.1, 0.1, 0.1, 0.1, 0.2, 0.1, 0.0]]], np.float32)
+    [(xyxy, scores, cls)] = decode_batch([out], layout="rtdetr-normalized", num_classes=3,
                                          input_hw=(100, 200), conf=0.25)
     np.testing.assert_allclose(xyxy, [[50, 25, 150, 75], [50, 25, 150, 75]])
     np.testing.assert_allclose(scores, [0.9, 0.8])
     assert cls.tolist() == [1, 0]
+
+
+def test_decode_ultralytics_rtdetr_scales_normalised_boxes() -> None:
+    # Ultralytics' own RT-DETR rows: cx, cy, w, h (normalised), score, class; two classes
+    # make them as wide as a per-class [Q, 4+K] row: the score/class reading wins.
+    out = np.array([[[0.5, 0.5, 0.5, 0.5, 0.9, 1.0],
+                     [0.5, 0.5, 0.5, 0.5, 0.8, 0.0],
+                     [0.1, 0.1, 0.1, 0.1, 0.2, 1.0]]], np.float32)
+    [(xyxy, scores, cls)] = decode_batch([out], layout="rtdetr-normalized", num_classes=2,
+                                         input_hw=(100, 200), conf=0.25)
+    np.testing.assert_allclose(xyxy, [[50, 25, 150, 75], [50, 25, 150, 75]])
+    np.testing.assert_allclose(scores, [0.9, 0.8])
+    assert cls.tolist() == [1, 0]
+
+
+def test_decode_rtdetr_pixel_rows_keep_overlaps() -> None:
+    # detforge's rtdetr rows are already boxes in input pixels: no NMS, even on twins.
+    out = np.array([[[10, 20, 30, 40, 0.9, 0], [10, 20, 30, 40, 0.8, 0],
+                     [0, 0, 5, 5, 0.1, 1]]], np.float32)
+    [(xyxy, scores, cls)] = decode_batch([out], layout="rtdetr", num_classes=2,
+                                         input_hw=(64, 64), conf=0.25)
+    np.testing.assert_allclose(xyxy, [[10, 20, 30, 40], [10, 20, 30, 40]])
+    assert scores.tolist() == pytest.approx([0.9, 0.8]) and cls.tolist() == [0, 0]
 
 
 @pytest.mark.parametrize(("layout", "kept"), [("deepstream", 2), ("end2end", 3)],

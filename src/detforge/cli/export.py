@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from detforge.core.errors import ConfigError
-from detforge.core.imgsz import parse_imgsz
+from detforge.core.imgsz import parse_optional_imgsz
 
 
 def _batch(text: str) -> int | None:
@@ -23,9 +23,13 @@ def _batch(text: str) -> int | None:
 def export(
     model: Annotated[Path, typer.Argument(help="Trained weights (.pt).")],
     out: Annotated[Path, typer.Option(help="ONNX file to write.")],
-    imgsz: Annotated[str, typer.Option(help="Input size N or H,W (e.g. 384,640).")] = "640",
+    imgsz: Annotated[str | None, typer.Option(
+        help="Input size N or H,W (e.g. 384,640); default: the trained input of an RT-DETR "
+             "or rect run, else 640.")] = None,
     batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
-    layout: Annotated[str, typer.Option(help="raw, deepstream or end2end.")] = "raw",
+    layout: Annotated[str, typer.Option(
+        help="auto (rtdetr for RT-DETR, else raw), raw, deepstream, end2end or rtdetr.")]
+    = "auto",
     opset: Annotated[str, typer.Option(
         help="ONNX opset, or auto: the highest every --target's TensorRT imports "
              "(17; 13 for Jetson Nano/TX2).")] = "auto",
@@ -47,7 +51,8 @@ def export(
 
     # an FP32 ONNX is about twice Ultralytics' FP16 .pt
     with storage_errors(out, needed=lambda: 2 * tree_size(model)):
-        outcome = export_model(model, out, imgsz=parse_imgsz(imgsz), batch=_batch(batch),
+        outcome = export_model(model, out, imgsz=parse_optional_imgsz(imgsz),
+                               batch=_batch(batch),
                                layout=layout, opset=opset,
                                targets=[get_target(t) for t in target or []],
                                simplify=simplify, check=check, data=data)
@@ -57,6 +62,8 @@ def export(
         return
     typer.echo(f"wrote {s['onnx']} (layout {s['layout']}, imgsz {s['imgsz']}, "
                f"batch {s['batch'] or 'dynamic'}, opset {s['opset']})")
+    for note in s["notes"]:
+        typer.echo(f"note: {note}")
     if "parity" in s:
         p = s["parity"]
         typer.echo(f"parity: max abs diff {p['max_abs_diff']:.2e}, rel {p['max_rel_diff']:.2e} "

@@ -2,7 +2,7 @@
 
 ``DIR/<target>/`` holds everything a device needs and the proof of what it should see::
 
-    model.onnx | model_int8.onnx   the ONNX in the deepstream layout (INT8: Q/DQ)
+    model.onnx | model_int8.onnx   the ONNX in the deepstream (YOLO) or rtdetr layout (INT8: Q/DQ)
     labels.txt                     class names, one per line
     config_infer_primary.txt       nvinfer config, from the metadata
     deepstream_app_config.txt      `deepstream-app -c deepstream_app_config.txt`
@@ -95,17 +95,19 @@ def _choose(names: Sequence[str], precision: str, batch: int | None, has_data: b
 
 def _float_model(model: Path, work: Path, imgsz: tuple[int, int] | None,
                  targets: Sequence[Target]) -> tuple[Path, ModelMeta]:
-    """The float ONNX in the DeepStream layout (``raw`` converted), with its metadata; a .pt
-    is exported at the opset every target's TensorRT imports."""
+    """The float ONNX in a layout the shipped parser reads (``raw`` converted to
+    ``deepstream``, Ultralytics' own RT-DETR to ``rtdetr``), with its metadata; a .pt is
+    exported at the opset every target's TensorRT imports (at its trained input, or
+    640x640, unless ``imgsz``)."""
     import onnx
 
+    from detforge.export.graph_passes import append_rtdetr_pixels
     from detforge.export.onnx_export import append_deepstream_decode, export_onnx
     from detforge.runtime.metadata import embed_meta, meta_from_props
 
     out = work / "model.onnx"
     if model.suffix == ".pt":
-        export_onnx(model, out, imgsz=imgsz or (640, 640), batch=None, layout="deepstream",
-                    targets=targets)
+        export_onnx(model, out, imgsz=imgsz, batch=None, layout="deepstream", targets=targets)
         graph = onnx.load(str(out))
     elif model.suffix == ".onnx":
         if imgsz is not None:
@@ -118,9 +120,9 @@ def _float_model(model: Path, work: Path, imgsz: tuple[int, int] | None,
     if meta.precision != "fp32":
         raise ConfigError(f"{model}: a {meta.precision} model; bundle the float ONNX, and "
                           f"detforge converts it per target (--precision int8 --data DS)")
-    if meta.layout == "rtdetr":
-        raise ConfigError(f"{model}: RT-DETR layout has no DeepStream-Yolo parser here; "
-                          f"bundle a YOLO raw, deepstream or end2end export")
+    if meta.layout == "rtdetr-normalized":
+        append_rtdetr_pixels(graph, meta.imgsz)
+        meta = meta.model_copy(update={"layout": "rtdetr"})
     if meta.layout == "raw":
         append_deepstream_decode(graph, len(meta.classes))
         meta = meta.model_copy(update={"layout": "deepstream"})
@@ -186,15 +188,17 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
     """Write a deployment bundle for each target.
 
     Args:
-        model: Ultralytics ``.pt`` weights (exported here) or a float ``.onnx`` with
-            metadata in the ``raw``, ``deepstream`` or ``end2end`` layout.
+        model: Ultralytics ``.pt`` weights (YOLO or RT-DETR, exported here) or a float
+            ``.onnx`` with metadata in the ``raw``, ``deepstream``, ``end2end``, ``rtdetr`` or
+            ``rtdetr-normalized`` layout.
         targets: Target names (see :data:`~detforge.deploy.targets.TARGETS`).
         out: Output folder; each target gets ``out/<target>/``.
         precision: ``auto`` (each target's recommended one), ``fp32``, ``fp16`` or ``int8``.
             ``auto`` falls back to FP16 with a note when INT8 lacks ``data``.
         batch: Engine and DeepStream batch size (default: each target's recommended).
         data: Dataset for INT8 calibration (train split) and reference images (val split).
-        imgsz: Input (height, width) when exporting a ``.pt`` (default 640x640).
+        imgsz: Input (height, width) when exporting a ``.pt`` (default: the input detforge
+            trained it at, else 640x640).
         conf: Score threshold of the configs and the reference detections.
         iou: NMS IoU threshold, likewise.
         max_det: Most detections per image (nvinfer ``topk``).
@@ -213,11 +217,11 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
         The folders written and notes.
 
     Raises:
-        ConfigError: Unknown target or precision, INT8 asked without ``data``, a non-float or
-            RT-DETR model, an output folder that is not an earlier bundle, or signing asked
-            without a key.
+        ConfigError: Unknown target or precision, INT8 asked without ``data``, a non-float
+            model, an output folder that is not an earlier bundle, or signing asked without
+            a key.
         TargetCapabilityError: A target cannot run the requested precision (INT8 on
-            Jetson Nano / TX2).
+            Jetson Nano / TX2) or the model (RT-DETR on TensorRT 8.2).
         ExportError: The model cannot be exported, quantised or serve the batch.
 
     Example:

@@ -4,8 +4,10 @@ Two GLib key files per bundle (``key=value``, ``#`` comments; see :mod:`.dsconfi
 
 * ``config_infer_primary.txt`` for the ``nvinfer`` element. It names detforge's own parser,
   ``NvDsInferParseCustomDetforge`` in ``nvdsinfer_custom_impl_detforge/`` (shipped in the
-  bundle, built there with ``make``), which reads detforge's ``deepstream`` layout: one
-  output ``[B, N, 6]`` = x1, y1, x2, y2, score, class in network pixels.
+  bundle, built there with ``make``), which reads detforge's ``deepstream``, ``end2end`` and
+  ``rtdetr`` layouts: one output ``[B, N, 6]`` = x1, y1, x2, y2, score, class in network
+  pixels. ``deepstream`` rows need nvinfer's NMS (``cluster-mode=2``); ``end2end`` rows are
+  already suppressed and ``rtdetr`` rows need none (``cluster-mode=4``).
 * ``deepstream_app_config.txt`` for ``deepstream-app -c``: source, streammux, primary GIE,
   tracker, OSD and sink. streammux runs at the source resolution with padding, so no
   stretch happens before nvinfer's own letterbox.
@@ -32,8 +34,10 @@ __all__ = ["CLUSTER_MODES", "DEEPSTREAM_ROOT", "DEFAULT_SOURCE_SIZE", "NETWORK_M
 NETWORK_MODES: dict[str, int] = {"fp32": 0, "int8": 1, "fp16": 2}
 """nvinfer ``network-mode`` per precision."""
 
-CLUSTER_MODES: dict[str, int] = {"raw": 2, "deepstream": 2, "end2end": 4}
-"""nvinfer ``cluster-mode`` per layout: 2 = NMS, 4 = none (NMS already in the graph)."""
+CLUSTER_MODES: dict[str, int] = {"raw": 2, "deepstream": 2, "end2end": 4, "rtdetr": 4}
+"""nvinfer ``cluster-mode`` per layout: 2 = NMS, 4 = none (NMS already in the graph, or none
+needed: RT-DETR's one-to-one queries). With 4 nvinfer keeps the ``topk`` best objects per
+class (``nvdsinfer_context_impl_output_parsing.cpp`` ``fillUnclusteredOutput``)."""
 
 DEEPSTREAM_ROOT = "/opt/nvidia/deepstream/deepstream"
 """Install prefix of DeepStream on Jetson and in NVIDIA's containers."""
@@ -116,13 +120,14 @@ def nvinfer_config(meta: ModelMeta, options: InferOptions) -> Sections:
         Section name -> key -> value, in file order.
 
     Raises:
-        ConfigError: The layout has no parser yet (``rtdetr``), the precision is unknown,
-            or the normalisation cannot be expressed by nvinfer.
+        ConfigError: The layout has no parser (``rtdetr-normalized``: bundle converts it
+            first), the precision is unknown, or the normalisation cannot be expressed by
+            nvinfer.
     """
     if meta.layout not in CLUSTER_MODES:
-        raise ConfigError(f"layout {meta.layout!r} has no DeepStream parser in detforge yet; "
-                          f"bundle a raw, deepstream or end2end model "
-                          f"(`detforge export onnx --layout raw`)")
+        raise ConfigError(f"layout {meta.layout!r} has no DeepStream parser in detforge; "
+                          f"bundle a raw, deepstream, end2end or rtdetr model "
+                          f"(`detforge deploy bundle` converts the others)")
     if options.precision not in NETWORK_MODES:
         raise ConfigError(f"unknown precision {options.precision!r}; choose one of "
                           f"{list(NETWORK_MODES)}")

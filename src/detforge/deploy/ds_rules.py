@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from detforge.core.errors import ConfigError
+from detforge.deploy.deepstream import CLUSTER_MODES
 from detforge.deploy.dsconfig import APP_CONFIG, KeyFile, Pipeline, read_keyfile, read_pipeline
 from detforge.deploy.manifest import BundleManifest
 from detforge.runtime.metadata import ModelMeta
@@ -74,7 +75,9 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("clustering", "nvinfer",
          "After the parser, objects below pre-cluster-threshold or with a class id >= "
          "num-detected-classes are dropped; cluster-mode=2 runs NMS per class "
-         "(nms-iou-threshold) and keeps topk per class.",
+         "(nms-iou-threshold) and keeps topk per class; cluster-mode=4 clusters nothing and "
+         "keeps the topk best per class (fillUnclusteredOutput). The layout decides: NMS for "
+         "raw/deepstream rows, none for end2end (NMS in the graph) and rtdetr (none needed).",
          _DS + "libs/nvdsinfer/nvdsinfer_context_impl_output_parsing.cpp"),
     Rule("crop-to-frame", "nvinfer",
          "A box mapped back to the frame that leaves it at the top or bottom is dropped "
@@ -212,12 +215,13 @@ def _nvinfer(pipe: Pipeline, manifest: BundleManifest, meta: ModelMeta) -> list[
                                   f"{batch}, engine batch <= {manifest.engine.batch[2]}; set "
                                   f"both to {manifest.target.batch}"))
     t = manifest.thresholds
-    if pipe.cluster_mode != 2 or pipe.num_classes != len(meta.classes):
+    mode = CLUSTER_MODES.get(meta.layout, 2)
+    if pipe.cluster_mode != mode or pipe.num_classes != len(meta.classes):
         out.append(("clustering", f"cluster-mode={pipe.cluster_mode} num-detected-classes="
-                                  f"{pipe.num_classes}; the bundle needs cluster-mode=2 and "
-                                  f"{len(meta.classes)} classes"))
-    if (not _close(pipe.pre_cluster, t.conf) or not _close(pipe.nms_iou, t.iou)
-            or pipe.topk != t.max_det):
+                                  f"{pipe.num_classes}; the bundle's {meta.layout} model needs "
+                                  f"cluster-mode={mode} and {len(meta.classes)} classes"))
+    if (not _close(pipe.pre_cluster, t.conf) or pipe.topk != t.max_det
+            or (mode == 2 and not _close(pipe.nms_iou, t.iou))):
         out.append(("clustering", f"pre-cluster-threshold={pipe.pre_cluster:g} nms-iou-threshold"
                                   f"={pipe.nms_iou:g} topk={pipe.topk} differ from the reference "
                                   f"({t.conf:g}, {t.iou:g}, {t.max_det})"))

@@ -148,7 +148,8 @@ class Pipeline:
     def thresholds(self) -> dict[str, float | int]:
         """The thresholds in verify_on_device.py's terms."""
         return {"num_classes": self.num_classes, "pre_cluster": self.pre_cluster,
-                "post_cluster": self.post_cluster, "nms_iou": self.nms_iou, "topk": self.topk}
+                "post_cluster": self.post_cluster, "nms_iou": self.nms_iou, "topk": self.topk,
+                "cluster_mode": self.cluster_mode}
 
 
 def read_pipeline(folder: Path, app_config: str = APP_CONFIG) -> Pipeline:

@@ -14,10 +14,11 @@ take, and a box comes back through their inverse:
    ``(W - w) / 2`` rounded down), pads with **black** (cudaMemset 0), then computes
    ``net-scale-factor * (x - offsets)`` (gstnvinfer.cpp ``get_converted_buffer``).
 3. The **parser** turns the output into objects in network pixels, nvinfer applies
-   pre-cluster-threshold and cluster-mode NMS with topk (nvdsinfer_context_impl_output_
-   parsing.cpp), maps each box back with ``(x - offset) / ratio``, and drops a box that
-   leaves the frame unless ``crop-objects-to-roi-boundary=1`` clips it
-   (gstnvinfer_meta_utils.cpp ``attach_metadata_detector``).
+   pre-cluster-threshold and its clustering with topk (cluster-mode=2: NMS; 4: none, for
+   end2end and RT-DETR outputs; nvdsinfer_context_impl_output_parsing.cpp), maps each box
+   back with ``(x - offset) / ratio``, and drops a box that leaves the frame unless
+   ``crop-objects-to-roi-boundary=1`` clips it (gstnvinfer_meta_utils.cpp
+   ``attach_metadata_detector``).
 
 :func:`emulate` runs these stages on reference images and returns the detections after
 each one, so ``deploy verify`` can say which stage changes what the workstation saw.
@@ -43,7 +44,7 @@ Infer = Callable[[NDArray[np.float32]], NDArray[np.float32]]
 Parse = Callable[[NDArray[np.float32], int, int, list[float]], NDArray[np.float32]]
 
 STAGES = ("nvinfer scaling, grey padding", "black padding", "streammux",
-          "parser and cluster NMS")
+          "parser and clustering")
 """Cumulative: each stage adds one device difference to the ones before it."""
 
 _NEAREST = (0, 6)  # NvBufSurfTransformInter_Nearest and _Default (GPU-Nearest, VIC-Nearest)
@@ -211,6 +212,7 @@ def emulate(images: Sequence[Image], pipe: Pipeline, infer: Infer, *, conf: floa
     spec = {"net_scale_factor": pipe.scale, "offsets": list(pipe.offsets)}
     nw, nh = pipe.net_size
     pre = [pipe.pre_cluster] * pipe.num_classes
+    unclustered = pipe.cluster_mode == 4  # end2end / rtdetr rows: no NMS anywhere
     results: list[list[Detections]] = [[] for _ in STAGES]
     for image in images:
         size = (image.shape[1], image.shape[0])
@@ -223,7 +225,8 @@ def emulate(images: Sequence[Image], pipe: Pipeline, infer: Infer, *, conf: floa
             output = np.asarray(infer(x), np.float32).reshape(-1, 6)
             fsize = (frame.shape[1], frame.shape[0])
             if k < 3:  # detforge's decode and NMS: only the geometry differs so far
-                xyxy, scores, cls = decode_batch([output[None]], layout="deepstream",
+                layout = "end2end" if unclustered else "deepstream"
+                xyxy, scores, cls = decode_batch([output[None]], layout=layout,
                                                  num_classes=pipe.num_classes,
                                                  input_hw=(nh, nw), conf=conf, iou=iou,
                                                  max_det=max_det)[0]
@@ -232,8 +235,10 @@ def emulate(images: Sequence[Image], pipe: Pipeline, infer: Infer, *, conf: floa
             else:
                 parsed = (parse(output, nw, nh, pre) if parse is not None
                           else twin.parse_rows(output, nw, nh, pre, pipe.num_classes))
-                objects = twin.cluster_nms(parsed, pipe.num_classes, pipe.nms_iou, pipe.topk,
-                                           pipe.post_cluster, pre)
+                objects = (twin.unclustered(parsed, pipe.num_classes, pipe.topk, pre)
+                           if unclustered else
+                           twin.cluster_nms(parsed, pipe.num_classes, pipe.nms_iou, pipe.topk,
+                                            pipe.post_cluster, pre))
                 if device_inputs is not None:
                     device_inputs.append(DeviceInput(net, objects))
             back = _nvinfer_back(objects, geo, fsize, pipe.crop_to_frame or k < 3)

@@ -259,7 +259,7 @@ def _emulate(folder: Path, manifest: BundleManifest, model: Any, pipe: Any, pixe
     steps = ", ".join(f"{r.stage} {r.agreement:.3f}" for r in rows)
     final = rows[-1]
     detail = (f"{final.agreement:.3f} (need >= {need}) after streammux, nvinfer scaling and "
-              f"black padding, {how} and cluster NMS from the bundle's configs; by stage: "
+              f"black padding, {how} and clustering from the bundle's configs; by stage: "
               f"{steps}")
     report.checks.append(Check("device emulation", final.agreement >= need, detail))
 

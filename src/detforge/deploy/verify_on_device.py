@@ -11,8 +11,9 @@ JetPack 5 Python 3.8), so it uses no syntax or library newer than that. It:
    ``reference/device/`` -- through the TensorRT Python API when it is installed, else
    through ``trtexec --loadInputs ... --exportOutput`` (or the JSON files you give with
    ``--trtexec-output``);
-3. decodes the outputs the way the shipped parser and nvinfer's cluster-mode NMS do and
-   compares the boxes with the workstation's (same class, IoU >= 0.9).
+3. decodes the outputs the way the shipped parser and nvinfer's clustering do (NMS with
+   cluster-mode=2; with 4, none: the topk best per class) and compares the boxes with the
+   workstation's (same class, IoU >= 0.9).
 
 Usage, from the bundle folder::
 
@@ -151,12 +152,49 @@ def cluster_nms(objects, num_classes, iou_threshold, topk, post_threshold=0.0,
     return np.concatenate(out, axis=0) if out else np.zeros((0, 6), np.float32)
 
 
+def unclustered(objects, num_classes, topk, pre_threshold=None):
+    # type: (NDArray[Any], int, int, Optional[Sequence[float]]) -> NDArray[Any]
+    """nvinfer's cluster-mode=4 (none) after a custom parser, for one frame.
+
+    Objects of a class id >= num-detected-classes or below that class's
+    pre-cluster-threshold are dropped (the shipped parser does so); then per class in class
+    order: stable sort by score and the ``topk`` best (all when ``topk`` < 0), as
+    ``fillUnclusteredOutput`` / ``filterTopKOutputs`` do. No NMS and no
+    post-cluster-threshold.
+
+    Args:
+        objects: ``[M, 6]`` rows from :func:`parse_rows`.
+        num_classes: ``num-detected-classes``.
+        topk: ``topk`` (per class).
+        pre_threshold: Per-class ``pre-cluster-threshold`` (None: keep all).
+
+    Returns:
+        ``[K, 6]`` rows in nvinfer's output order.
+    """
+    objects = np.asarray(objects, dtype=np.float32).reshape(-1, 6)
+    cls = objects[:, 0].astype(np.int64)
+    keep = cls < num_classes
+    if pre_threshold is not None and len(objects):
+        thr = np.asarray(list(pre_threshold) + [np.inf] * num_classes, np.float32)
+        keep &= objects[:, 5] >= thr[np.clip(cls, 0, len(thr) - 1)]
+    objects, cls = objects[keep], cls[keep]
+    out = []  # type: List[NDArray[Any]]
+    for c in range(num_classes):
+        mine = objects[cls == c]
+        mine = mine[np.argsort(-mine[:, 5], kind="mergesort")]
+        out.append(mine[:topk] if topk >= 0 else mine)
+    return np.concatenate(out, axis=0) if out else np.zeros((0, 6), np.float32)
+
+
 def nvinfer_objects(output, net_w, net_h, thresholds):
     # type: (NDArray[Any], float, float, Dict[str, Any]) -> NDArray[Any]
-    """Parser then cluster NMS on one frame's ``[N, 6]`` output, as nvinfer would."""
+    """Parser then clustering (``cluster_mode`` 2: NMS, 4: none) on one frame's ``[N, 6]``
+    output, as nvinfer would. References written before cluster_mode was recorded used 2."""
     num_classes = int(thresholds["num_classes"])
     pre = [float(thresholds["pre_cluster"])] * num_classes
     parsed = parse_rows(output, net_w, net_h, pre, num_classes)
+    if int(thresholds.get("cluster_mode", 2)) == 4:
+        return unclustered(parsed, num_classes, int(thresholds["topk"]), pre)
     return cluster_nms(parsed, num_classes, float(thresholds["nms_iou"]),
                        int(thresholds["topk"]), float(thresholds.get("post_cluster", 0.0)), pre)
 

@@ -106,15 +106,20 @@ def render_fidelity_page(hops: Sequence[Mapping[str, Any]], *,
              _points(h["map50_95_before"], h["map50_95_after"]),
              f"{_score(h['map50_before'])} → {_score(h['map50_after'])}",
              f"{100 * float(h['box_agreement']):.1f} %",
+             "–" if h.get("low_agreement") is None
+             else f"{100 * float(h['low_agreement']):.1f} %",
              "–" if h.get("max_abs_diff") is None else f"{float(h['max_abs_diff']):.2e}",
              str(h.get("at", ""))[:16].replace("T", " ")] for h in hops]
     table = html_table(["hop", "from", "to", "images", "mAP50-95", "change",
-                        "mAP50", "box agreement", "max abs diff", "measured (UTC)"], rows)
+                        "mAP50", "box agreement", "agreement ≥ 0.001", "max abs diff",
+                        "measured (UTC)"], rows)
     legend = ("<ul><li><b>mAP50-95, mAP50</b>: COCO metrics of each model on the same images "
               "(the dataset's validation split), identical to pycocotools.</li>"
               "<li><b>change</b>: mAP50-95 after minus before, in percentage points.</li>"
               "<li><b>box agreement</b>: share of the source model's boxes (score ≥ 0.25) "
               "that the new model reproduces with the same class at IoU ≥ 0.9.</li>"
+              "<li><b>agreement ≥ 0.001</b>: the same over each image's best 100 boxes "
+              "scoring ≥ 0.001, the boxes mAP is computed from (RT-DETR hops).</li>"
               "<li><b>max abs diff</b>: largest difference between the raw outputs of the "
               "two models on the same inputs (measured for float exports).</li></ul>")
     return render_page(title, [

@@ -45,7 +45,7 @@ class QuantizeOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def export_model(weights: Path, out: Path, *, imgsz: tuple[int, int], batch: int | None,
+def export_model(weights: Path, out: Path, *, imgsz: tuple[int, int] | None, batch: int | None,
                  layout: str, opset: int | str | None = "auto", targets: Sequence[Target] = (),
                  simplify: bool = True, check: bool = False, data: Path | None = None,
                  tolerance: float = 1e-3, check_images: int = 8) -> ExportOutcome:
@@ -64,15 +64,15 @@ def export_model(weights: Path, out: Path, *, imgsz: tuple[int, int], batch: int
     dataset = read_dataset(data)
     files = calibration_files(dataset, check_images, split="val")
     parity = None
-    if layout != "end2end":
-        parity = check_parity(weights, out, load_inputs(files, imgsz), layout=layout,
-                              tolerance=tolerance)
+    if result.layout != "end2end":
+        parity = check_parity(weights, out, load_inputs(files, result.imgsz),
+                              layout=result.layout, tolerance=tolerance)
         if not parity.passed:
             out.unlink(missing_ok=True)
             raise ExportError(f"{out}: ONNX differs from PyTorch by {parity.max_rel_diff:.2e} of "
                               f"the output range (tolerance {tolerance:g}); removed. Try another "
                               f"--opset or --no-simplify")
-    hop = measure_hop("export", weights, out, dataset, imgsz=imgsz,
+    hop = measure_hop("export", weights, out, dataset, imgsz=result.imgsz,
                       max_abs_diff=None if parity is None else parity.max_abs_diff)
     append_hop(out, hop)
     outcome.parity, outcome.hop = parity, hop
@@ -135,7 +135,7 @@ def summary(outcome: ExportOutcome | QuantizeOutcome) -> dict[str, Any]:
     if isinstance(outcome, ExportOutcome):
         d: dict[str, Any] = {"onnx": str(outcome.export.path), "layout": outcome.export.layout,
                              "imgsz": list(outcome.export.imgsz), "batch": outcome.export.batch,
-                             "opset": outcome.export.opset}
+                             "opset": outcome.export.opset, "notes": list(outcome.export.notes)}
         if outcome.parity:
             d["parity"] = outcome.parity.to_dict()
         if outcome.hop:

@@ -20,7 +20,13 @@ from detforge.core.boxes import box_iou
 from detforge.core.detections import Detections
 from detforge.data.dataset import Dataset
 
-__all__ = ["Hop", "append_hop", "box_agreement", "measure_hop"]
+__all__ = ["LOW_CONF", "LOW_TOP", "Hop", "append_hop", "box_agreement", "box_matches",
+           "measure_hop"]
+
+LOW_CONF = 0.001
+"""Score threshold of the low-threshold box comparison (the evaluation's own)."""
+LOW_TOP = 100
+"""Boxes per image of the low-threshold comparison: the best ``LOW_TOP`` by score."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,11 @@ class Hop:
     box_agreement: float
     max_abs_diff: float | None = None
     at: str = ""
+    low_agreement: float | None = None
+    """Box agreement over each image's best :data:`LOW_TOP` boxes scoring >= :data:`LOW_CONF`
+    (None: not measured)."""
+    low_boxes: int | None = None
+    """Reference boxes in that comparison (0: neither model detects anything)."""
 
     @property
     def map_drop_pts(self) -> float:
@@ -52,10 +63,23 @@ def box_agreement(reference: Sequence[Detections], other: Sequence[Detections], 
                   iou: float = 0.9, conf: float = 0.25) -> float:
     """Share of reference boxes (score >= conf) matched one-to-one by a box of the same class
     at IoU >= ``iou`` in ``other``. 1.0 when the reference has no box."""
+    matched, total = box_matches(reference, other, iou=iou, conf=conf)
+    return 1.0 if total == 0 else matched / total
+
+
+def box_matches(reference: Sequence[Detections], other: Sequence[Detections], *,
+                iou: float = 0.9, conf: float = 0.25, top: int | None = None,
+                ) -> tuple[int, int]:
+    """(matched, total): reference boxes scoring >= ``conf`` (the best ``top`` per image
+    when given, in both lists) matched one-to-one by a box of the same class at IoU >=
+    ``iou``, by decreasing reference score."""
     matched = total = 0
     for ref, new in zip(reference, other, strict=True):
         ref = ref[ref.scores >= conf]
         new = new[new.scores >= conf]
+        if top is not None:
+            ref = ref[np.argsort(-ref.scores, kind="stable")[:top]]
+            new = new[np.argsort(-new.scores, kind="stable")[:top]]
         total += len(ref)
         if not len(ref) or not len(new):
             continue
@@ -66,7 +90,7 @@ def box_agreement(reference: Sequence[Detections], other: Sequence[Detections], 
             if m[i, j] >= iou:
                 matched += 1
                 m[:, j] = 0
-    return 1.0 if total == 0 else matched / total
+    return matched, total
 
 
 def measure_hop(kind: str, source: Path, target: Path, dataset: Dataset, *,
@@ -99,9 +123,11 @@ def measure_hop(kind: str, source: Path, target: Path, dataset: Dataset, *,
         preds.append([p[r] for r in image_rows])
         stats = evaluate_coco(gt.coco, detections_to_coco(p, gt)).stats
         scores.append((float(stats[0]), float(stats[1])))
+    low_matched, low_total = box_matches(preds[0], preds[1], conf=LOW_CONF, top=LOW_TOP)
     return Hop(kind, str(source), str(target), len(image_rows), scores[0][0], scores[1][0],
                scores[0][1], scores[1][1], box_agreement(preds[0], preds[1]), max_abs_diff,
-               _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+               _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               low_matched / low_total if low_total else None, low_total)
 
 
 def append_hop(model_path: Path, hop: Hop) -> Path:

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["opset_of", "reduce_node", "softmax_inner_axis", "split_node"]
+__all__ = ["append_rtdetr_pixels", "opset_of", "reduce_node", "softmax_inner_axis",
+           "split_node"]
 
 
 def opset_of(model: Any) -> int:
@@ -94,3 +95,37 @@ def softmax_inner_axis(model: Any) -> int:
     del g.node[:]
     g.node.extend(nodes)
     return replaced
+
+
+def append_rtdetr_pixels(model: Any, imgsz: tuple[int, int]) -> None:
+    """Ultralytics' RT-DETR output ``[B, K, 6]`` (normalised cx, cy, w, h, score, class) ->
+    detforge's ``rtdetr`` layout (x1, y1, x2, y2 in input pixels, score, class), in place;
+    the output keeps its name.
+
+    Args:
+        model: An ``onnx.ModelProto`` whose first output is Ultralytics' RT-DETR tensor.
+        imgsz: The input (height, width) the boxes are normalised by.
+    """
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    opset = opset_of(model)
+    out = g.output[0].name
+    src = "rtp_src"
+    for node in g.node:
+        node.output[:] = [src if o == out else o for o in node.output]
+        node.input[:] = [src if i == out else i for i in node.input]
+    h, w = imgsz
+    g.initializer.extend([
+        numpy_helper.from_array(np.array([w, h], np.float32), "rtp_wh"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "rtp_half")])
+    g.node.extend([
+        split_node(g, src, ["rtp_xy", "rtp_size", "rtp_rest"], [2, 2, 2], 2, opset, "rtp_split"),
+        helper.make_node("Mul", ["rtp_size", "rtp_half"], ["rtp_hsize"], name="rtp_hsize"),
+        helper.make_node("Sub", ["rtp_xy", "rtp_hsize"], ["rtp_p1n"], name="rtp_p1n"),
+        helper.make_node("Add", ["rtp_xy", "rtp_hsize"], ["rtp_p2n"], name="rtp_p2n"),
+        helper.make_node("Mul", ["rtp_p1n", "rtp_wh"], ["rtp_p1"], name="rtp_p1"),
+        helper.make_node("Mul", ["rtp_p2n", "rtp_wh"], ["rtp_p2"], name="rtp_p2"),
+        helper.make_node("Concat", ["rtp_p1", "rtp_p2", "rtp_rest"], [out], axis=2,
+                         name="rtp_output"),
+    ])

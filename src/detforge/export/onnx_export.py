@@ -9,6 +9,11 @@ Layouts:
   ``NvDsInferParseYolo`` parser reads. Built by appending a few ONNX ops to the raw graph.
 * ``end2end`` -- NMS inside the graph (ONNX ``NonMaxSuppression`` through torchvision),
   output ``[B, max_det, 6]`` with the same columns, zero-padded.
+* ``rtdetr`` -- RT-DETR models only (:mod:`detforge.export.rtdetr`): input ``input``, output
+  ``output`` ``[B, K, 6]`` = x1, y1, x2, y2, score, class in input pixels, the decoder's top K
+  by score, no NMS needed. It is DeepStream's tensor and end-to-end, so ``deepstream`` and
+  ``end2end`` give it for an RT-DETR too; ``auto`` (the default) is ``rtdetr`` for RT-DETR and
+  ``raw`` otherwise.
 
 The model and its metadata (classes, input size, letterbox, normalisation, layout,
 stride, dataset version, run id, metrics) travel in one file: see
@@ -38,7 +43,7 @@ from detforge.export.trt_compat import export_opset, rules_for
 __all__ = ["EXPORT_LAYOUTS", "MIN_OPSET", "ExportResult", "append_deepstream_decode",
            "export_onnx", "lineage_for", "resolve_opset"]
 
-EXPORT_LAYOUTS = ("raw", "deepstream", "end2end")
+EXPORT_LAYOUTS = ("auto", "raw", "deepstream", "end2end", "rtdetr")
 MIN_OPSET = 13
 """Oldest opset exported: the ONNX ceiling of TensorRT 8.2 (Jetson Nano/TX2), and the first
 whose ``Softmax`` works on one axis and whose ``Split`` / ``ReduceSum`` take tensor inputs,
@@ -85,6 +90,7 @@ class ExportResult:
     batch: int | None
     classes: tuple[str, ...]
     opset: int
+    notes: tuple[str, ...] = ()
 
 
 def _ultralytics() -> Any:
@@ -132,18 +138,22 @@ def _dict_or_empty(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] = (640, 640),
-                batch: int | None = None, layout: str = "raw", opset: int | str | None = "auto",
-                targets: Sequence[Target] = (), simplify: bool = True, max_det: int = 300,
-                conf: float = 0.25, iou: float = 0.7, max_batch: int = 16) -> ExportResult:
+def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] | None = None,
+                batch: int | None = None, layout: str = "auto",
+                opset: int | str | None = "auto", targets: Sequence[Target] = (),
+                simplify: bool = True, max_det: int = 300, conf: float = 0.25, iou: float = 0.7,
+                max_batch: int = 16) -> ExportResult:
     """Export Ultralytics weights to an ONNX file with detforge metadata.
 
     Args:
-        weights: A ``.pt`` file (YOLOv8 / YOLO11 detection).
+        weights: A ``.pt`` file (YOLOv8 / YOLO11 / RT-DETR detection).
         out: The ONNX file to write (atomically).
-        imgsz: Input (height, width); both must be multiples of the model stride.
+        imgsz: Input (height, width); both must be multiples of the model stride. None: the
+            input detforge trained the model at (letterboxed runs and every RT-DETR), else
+            640x640.
         batch: Fixed batch size, or None for a dynamic batch dimension.
-        layout: ``raw``, ``deepstream`` or ``end2end``.
+        layout: ``auto`` (``rtdetr`` for an RT-DETR, else ``raw``), ``raw``, ``deepstream``,
+            ``end2end`` or ``rtdetr`` (see the module docstring).
         opset: ONNX opset, or ``auto`` (None): what ``targets`` import (:func:`resolve_opset`;
             17 without targets, 13 with a TensorRT 8.2 device).
         targets: The devices the model is for; they decide ``auto`` and bound a number.
@@ -158,12 +168,14 @@ def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] 
         What was written.
 
     Raises:
-        ConfigError: Unknown layout or a size that is not a stride multiple.
-        ExportError: Ultralytics failed, or the weights are not a detection model.
+        ConfigError: Unknown layout, a layout the model has not (``raw`` for an RT-DETR,
+            ``rtdetr`` for a YOLO) or a size that is not a stride multiple.
+        TargetCapabilityError: A target's TensorRT cannot run the model (RT-DETR on 8.2).
+        ExportError: Ultralytics failed, the weights are not a detection model, or a
+            target's TensorRT would refuse the graph.
     """
     if layout not in EXPORT_LAYOUTS:
         raise ConfigError(f"unknown layout {layout!r}; choose one of {list(EXPORT_LAYOUTS)}")
-    opset = resolve_opset(opset, targets)
     weights = Path(weights)
     if not weights.is_file():
         raise ExportError(f"{weights}: weights file not found")
@@ -177,12 +189,32 @@ def export_onnx(weights: str | Path, out: str | Path, *, imgsz: tuple[int, int] 
         raise ExportError(f"{weights}: Ultralytics cannot load these weights ({exc})") from exc
     if model.task != "detect":
         raise ExportError(f"{weights}: a {model.task!r} model; only detection models export")
+    from detforge.export.rtdetr import is_rtdetr_model
+    from detforge.runtime.backends.torch import trained_input
+
     stride = int(max(model.model.stride))
+    trained, letterbox = trained_input(model.model)
+    rtdetr = is_rtdetr_model(model.model)
+    if imgsz is None:
+        imgsz = trained if trained and (rtdetr or letterbox) else (640, 640)
     if imgsz[0] % stride or imgsz[1] % stride:
+        near = (max(stride, round(imgsz[0] / stride) * stride),
+                max(stride, round(imgsz[1] / stride) * stride))
         raise ConfigError(f"imgsz {imgsz[0]},{imgsz[1]} must be multiples of the stride {stride};"
-                          f" e.g. {imgsz[0] // stride * stride},{imgsz[1] // stride * stride}")
+                          f" the nearest is {near[0]},{near[1]}")
     names = model.names
     classes = tuple(names[i] for i in sorted(names))
+    if rtdetr:
+        from detforge.export.rtdetr import export_rtdetr
+
+        return export_rtdetr(model.model, weights, Path(out), classes=classes, imgsz=imgsz,
+                             batch=batch, layout=layout, opset=opset, targets=targets,
+                             simplify=simplify, max_det=max_det, letterbox=letterbox)
+    if layout == "rtdetr":
+        raise ConfigError(f"{weights}: the rtdetr layout is for RT-DETR models; this YOLO "
+                          f"exports as raw (the default), deepstream or end2end")
+    layout = "raw" if layout == "auto" else layout
+    opset = resolve_opset(opset, targets)
     # Ultralytics uses torch's TorchScript exporter on purpose (in-graph NMS, dynamic batch);
     # torch flags that path as deprecated and the tracer warns about shape-dependent Python
     # control flow in the head: neither is actionable here, the parity check is.

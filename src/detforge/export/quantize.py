@@ -14,6 +14,14 @@ accurate:
   node names: walking back from the outputs, every node up to and including the last
   convolutions. Quantising it makes box coordinates (0..640) and class scores (0..1) share
   one int8 scale, which rounds every score to zero;
+* RT-DETR: the same walk keeps the whole decoder float (query selection, deformable
+  attention, box and class heads: nothing behind the neck's last convolutions is a
+  ``Conv``), and :func:`float_op_nodes` keeps every ``LayerNormalization`` float (TensorRT
+  runs it in float; ONNX Runtime would quantise its 1-D weights per channel). Quantising
+  the decoder too collapses a trained model (mAP50 0.467 -> 0.0: the decoder's anchor
+  tensor holds ``inf`` for masked positions, which no int8 scale represents); backbone,
+  neck and the AIFI encoder in int8 cost nothing (0.467 -> 0.469 symmetric, 0.474 cpu
+  flavour; docs/decisions/0039-rtdetr-int8-and-deployment.md);
 * the nodes that read the image input stay float too (:func:`input_nodes`, both
   flavours). Symmetric int8 spends half its codes on negative values the 0..1 image never
   takes (on a partly trained YOLO11n, 64 calibration images: -0.05 mAP50-95 points with it,
@@ -39,8 +47,12 @@ from numpy.typing import NDArray
 from detforge.core.atomic import atomic_write_bytes
 from detforge.core.errors import ConfigError, ExportError
 
-__all__ = ["CALIBRATION_METHODS", "QuantizeResult", "convert_fp16", "float_head_nodes",
-           "input_nodes", "model_only_ips", "quantize_int8", "QUANT_FLAVOURS"]
+__all__ = ["CALIBRATION_METHODS", "FLOAT_OPS", "QuantizeResult", "convert_fp16",
+           "float_head_nodes", "float_op_nodes", "input_nodes", "model_only_ips",
+           "quantize_int8", "QUANT_FLAVOURS"]
+
+FLOAT_OPS = frozenset({"LayerNormalization"})
+"""Operators kept float wherever they are (see the module docstring)."""
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -82,6 +94,11 @@ def float_head_nodes(model: Any) -> list[str]:
         if node.op_type != "Conv" or dfl:
             stack.extend(node.input)
     return list(keep)
+
+
+def float_op_nodes(model: Any) -> list[str]:
+    """Names of the nodes whose operator is in :data:`FLOAT_OPS`."""
+    return [node.name for node in model.graph.node if node.op_type in FLOAT_OPS]
 
 
 def input_nodes(model: Any) -> list[str]:
@@ -146,7 +163,7 @@ def quantize_int8(onnx_path: str | Path, out: str | Path,
     model = onnx.load(str(onnx_path))
     _name_nodes(model)
     head = float_head_nodes(model)
-    head += [n for n in input_nodes(model) if n not in head]
+    head += [n for n in input_nodes(model) + float_op_nodes(model) if n not in head]
     props = list(model.metadata_props)
     input_name = model.graph.input[0].name
     # quant_pre_process and the calibrator write files in the CWD: keep them in a temp dir

@@ -82,7 +82,7 @@ def _from_ultralytics(props: Mapping[str, str], source: str | Path) -> ModelMeta
         imgsz = [imgsz, imgsz]
     end2end = props.get("end2end", "False") == "True"
     is_rtdetr = "rtdetr" in props.get("description", "").lower()
-    layout: Layout = "rtdetr" if is_rtdetr else "end2end" if end2end else "raw"
+    layout: Layout = "rtdetr-normalized" if is_rtdetr else "end2end" if end2end else "raw"
     args = _literal(props.get("args", "{}"))
     return ModelMeta(classes=tuple(names), imgsz=(int(imgsz[0]), int(imgsz[1])), layout=layout,
                      stride=stride, letterbox=LetterboxSpec(scale_fill=is_rtdetr),

@@ -3,8 +3,10 @@
 Layouts (``B`` batch, ``K`` classes):
 
 * ``raw``        ``[B, 4+K, N]``: YOLOv8/11 head, cx, cy, w, h in input pixels, then K scores.
-* ``rtdetr``     ``[B, Q, 4+K]``: normalised cx, cy, w, h, then K scores (no NMS); Ultralytics'
-  own ``[B, Q, 6]`` (normalised cx, cy, w, h, score, class) is accepted too.
+* ``rtdetr``     ``[B, Q, 6]``: x1, y1, x2, y2 in input pixels, score, class: detforge's RT-DETR
+  export, the decoder's top Q by score (no NMS).
+* ``rtdetr-normalized`` ``[B, Q, 6]``: normalised cx, cy, w, h, score, class (Ultralytics' own
+  RT-DETR export and ``.pt`` output; no NMS); an older ``[B, Q, 4+K]`` (K class scores) too.
 * ``deepstream`` ``[B, N, 6]``: x1, y1, x2, y2, score, class in input pixels (NMS needed).
 * ``end2end``    ``[B, K, 6]``: same columns after NMS, padded with score-0 rows (no NMS).
 
@@ -24,6 +26,7 @@ from numpy.typing import NDArray
 from detforge.core.boxes import cxcywh_to_xyxy
 from detforge.core.detections import Detections
 from detforge.core.errors import BackendError
+from detforge.runtime.metadata import LAYOUTS
 from detforge.runtime.preprocess import LetterboxInfo
 
 __all__ = ["MAX_NMS", "MAX_WH", "batched_nms", "decode_batch", "nms", "scale_to_original",
@@ -116,7 +119,7 @@ def decode_batch(outputs: Sequence[NDArray[Any]], *, layout: str, num_classes: i
 
     Args:
         outputs: The backend's outputs; the first is the detection tensor.
-        layout: ``"raw"``, ``"rtdetr"``, ``"deepstream"`` or ``"end2end"``.
+        layout: One of :data:`~detforge.runtime.metadata.LAYOUTS` (see the module docstring).
         num_classes: Number of classes K.
         input_hw: Network input ``(height, width)`` (to scale normalised boxes).
         conf: Keep scores strictly above this.
@@ -149,21 +152,21 @@ def decode_batch(outputs: Sequence[NDArray[Any]], *, layout: str, num_classes: i
             xyxy = cxcywh_to_xyxy(pred[:4, cand].T)
             results.append(_select(xyxy, scores[cand], cls[cand], conf=conf, iou=iou,
                                    max_det=max_det))
-    elif layout == "rtdetr":
+    elif layout == "rtdetr-normalized":
         h, w = input_hw
         scale = np.array([w, h, w, h], np.float32)
         for pred in out:
-            if pred.shape[1] == 4 + num_classes:
+            if pred.shape[1] == 6:
+                scores, cls = pred[:, 4], pred[:, 5].astype(np.int64)
+            elif pred.shape[1] == 4 + num_classes:
                 cls = pred[:, 4:].argmax(1)
                 scores = pred[np.arange(len(pred)), 4 + cls]
-            elif pred.shape[1] == 6:
-                scores, cls = pred[:, 4], pred[:, 5].astype(np.int64)
             else:
-                raise BackendError(f"layout 'rtdetr' expects [B, Q, 4+{num_classes}] or "
-                                   f"[B, Q, 6], got {out.shape}")
+                raise BackendError(f"layout 'rtdetr-normalized' expects [B, Q, 6] or "
+                                   f"[B, Q, 4+{num_classes}], got {out.shape}")
             xyxy = cxcywh_to_xyxy(pred[:, :4]) * scale
             results.append(_select(xyxy, scores, cls, conf=conf, iou=None, max_det=max_det))
-    elif layout in ("deepstream", "end2end"):
+    elif layout in ("deepstream", "end2end", "rtdetr"):
         if out.shape[2] != 6:
             raise BackendError(f"layout {layout!r} expects [B, N, 6] (x1, y1, x2, y2, score, "
                                f"class), got {out.shape}")
@@ -172,8 +175,7 @@ def decode_batch(outputs: Sequence[NDArray[Any]], *, layout: str, num_classes: i
                                    conf=conf, iou=iou if layout == "deepstream" else None,
                                    max_det=max_det))
     else:
-        raise BackendError(f"unknown output layout {layout!r}; choose one of "
-                           f"['deepstream', 'end2end', 'raw', 'rtdetr']")
+        raise BackendError(f"unknown output layout {layout!r}; choose one of {sorted(LAYOUTS)}")
     return results
 
 

@@ -4,11 +4,15 @@ Precedence, lowest first: the model defaults, the preset (``--preset`` or ``pres
 file), the config file (``--config``), the CLI flags, then ``--set key.sub=value``. Every
 layer goes through :class:`TrainConfig`, which rejects unknown keys and names the valid ones.
 
-Image size: ``imgsz`` is an int or ``[height, width]``. Ultralytics trains on square
-mosaics, so a rectangular size (the traffic preset's ``[384, 640]``) trains at its longer
-side (:attr:`TrainConfig.train_imgsz`) and is kept in the config for export, which builds
-the rectangular input. ``rect: true`` trains on letterboxed rectangular batches instead
-(Ultralytics turns mosaic off then).
+Image size: ``imgsz`` is an int or ``[height, width]``. A YOLO model trains on square
+mosaics by default, so a rectangular size (the traffic preset's ``[384, 640]``) trains at its
+longer side (:attr:`TrainConfig.train_imgsz`) and is kept in the config for export, which
+builds the rectangular input. ``rect: true`` (and every RT-DETR model) trains at exactly
+``[height, width]`` instead: images keep their aspect ratio inside a grey letterbox, mosaics
+are ``2H x 2W``, and multi-scale (``augment.multi_scale``) keeps the aspect ratio
+(:attr:`TrainConfig.train_shape`; see ``docs/decisions/0037-rtdetr-rectangular-training.md``).
+Both sides must then be multiples of the model stride (32); a size that is not is refused
+with the nearest multiples (1080 -> 1088).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     field_validator,
     model_validator,
@@ -34,12 +39,21 @@ from detforge.core.config import StrictModel, apply_overrides, load_config
 from detforge.core.errors import ConfigError
 from detforge.core.imgsz import parse_imgsz as core_parse_imgsz
 
-__all__ = ["OVERFIT_STOP_MAP50", "PRESETS", "AugmentConfig", "OptimConfig", "TrackingConfig",
-           "TrainConfig", "config_to_yaml", "load_preset", "load_train_config", "model_for_size",
-           "overfit_config", "overfit_done", "parse_imgsz", "parse_sizes"]
+__all__ = ["DETFORGE_MODELS", "OVERFIT_STOP_MAP50", "PRESETS", "STRIDE", "AugmentConfig",
+           "EmaConfig", "OptimConfig", "TrackingConfig", "TrainConfig", "config_to_yaml",
+           "is_rtdetr", "load_preset", "load_train_config", "model_for_size", "model_source",
+           "nearest_shape", "overfit_config", "overfit_done", "parse_imgsz", "parse_sizes"]
 
-PRESETS = ("industrial", "ppe", "traffic", "wildlife")
-"""Names of the domain presets shipped in ``detforge/train/presets/``."""
+PRESETS = ("industrial", "ppe", "traffic", "traffic-rtdetr", "wildlife")
+"""Names of the presets shipped in ``detforge/train/presets/``."""
+
+DETFORGE_MODELS = ("rtdetr-tiny.yaml",)
+"""Model YAMLs shipped with detforge (``detforge/train/models/``), named like Ultralytics'.
+``rtdetr-tiny.yaml`` is an RT-DETR of 0.8 M parameters that trains on a CPU in minutes
+(tests, demos and the learning check)."""
+
+STRIDE = 32
+"""Largest stride of every supported model: a trained input side is a multiple of it."""
 
 # Ultralytics model YAMLs detforge supports by name (built from scratch, no download).
 _MODEL_NAME = re.compile(r"^(?P<family>yolov8|yolo11)(?P<size>[nsmlx])\.yaml$"
@@ -56,9 +70,64 @@ class OptimConfig(StrictModel):
     momentum: float = Field(0.937, ge=0, lt=1)
     weight_decay: NonNegativeFloat = 0.0005
     warmup_epochs: NonNegativeFloat = 3.0
+    """Epochs over which the learning rate ramps up from 0 (biases down from 0.1)."""
     cos_lr: bool = False
+    """Same as ``lr_schedule: cosine`` (kept for older configs)."""
+    lr_schedule: Literal["linear", "cosine", "multistep"] = "linear"
+    """``linear`` and ``cosine`` decay from ``lr0`` to ``lr0 * lrf`` over the run;
+    ``multistep`` multiplies ``lr0`` by ``lr_gamma`` at each epoch of ``lr_milestones`` (as
+    torch's ``MultiStepLR``; ``lrf`` is then unused)."""
+    lr_milestones: list[PositiveInt] = Field(default_factory=list)
+    """Epochs (0-based, increasing) at which a ``multistep`` schedule steps down."""
+    lr_gamma: float = Field(0.1, gt=0, le=1)
+    """Factor of each ``multistep`` step."""
+    max_grad_norm: PositiveFloat | None = 10.0
+    """Gradients are clipped to this total L2 norm before each step (Ultralytics' own value
+    is 10; RT-DETR's reference recipe uses 0.1); None turns clipping off."""
     nbs: PositiveInt = 64
     """Nominal batch: gradients accumulate over ``round(nbs / batch)`` batches per step."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_alias(cls, data: Any) -> Any:
+        """``cos_lr: true`` is ``lr_schedule: cosine``; the two must not disagree."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        schedule = data.get("lr_schedule")
+        if data.get("cos_lr") is True:
+            if schedule not in (None, "cosine"):
+                raise ValueError(f"cos_lr is true but lr_schedule is {schedule!r}; drop cos_lr "
+                                 "(lr_schedule names the schedule)")
+            data["lr_schedule"] = "cosine"
+        elif schedule == "cosine":
+            data["cos_lr"] = True
+        return data
+
+    @model_validator(mode="after")
+    def _check_milestones(self) -> OptimConfig:
+        ms = self.lr_milestones
+        if self.lr_schedule == "multistep" and not ms:
+            raise ValueError("lr_schedule multistep needs lr_milestones, e.g. [60, 80] (epochs)")
+        if ms and self.lr_schedule != "multistep":
+            raise ValueError(f"lr_milestones {ms} apply to lr_schedule multistep, not "
+                             f"{self.lr_schedule!r}; set lr_schedule: multistep or drop them")
+        if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
+            raise ValueError(f"lr_milestones {ms} must increase strictly")
+        return self
+
+
+class EmaConfig(StrictModel):
+    """Exponential moving average of the weights, which validation and the saved model use.
+
+    The weight given to the running average after ``n`` optimiser steps is
+    ``decay * (1 - exp(-n / tau))`` (Ultralytics' ``ModelEMA``): small early on, ``decay``
+    once ``n`` is a few ``tau``. Off, the saved model is the last step's weights.
+    """
+
+    enabled: bool = True
+    decay: float = Field(0.9999, ge=0, lt=1)
+    tau: PositiveFloat = 2000.0
 
 
 class AugmentConfig(StrictModel):
@@ -75,6 +144,9 @@ class AugmentConfig(StrictModel):
     mosaic: float = Field(1.0, ge=0, le=1)
     mixup: float = Field(0.0, ge=0, le=1)
     close_mosaic: NonNegativeInt = 10
+    multi_scale: float = Field(0.0, ge=0, lt=1)
+    """Each training batch is resized by a random factor in ``1 +- multi_scale``, both sides
+    rounded to multiples of 32 (the aspect ratio is kept); 0 trains at ``imgsz`` only."""
 
 
 class TrackingConfig(StrictModel):
@@ -109,6 +181,8 @@ class TrainConfig(StrictModel):
     epochs: PositiveInt = 100
     imgsz: PositiveInt | tuple[PositiveInt, PositiveInt] = 640
     rect: bool = False
+    """Train at exactly ``imgsz`` (letterboxed), not on square mosaics; always on for
+    RT-DETR models."""
     batch: PositiveInt = 16
     device: str = "cpu"
     seed: int = 0
@@ -116,6 +190,7 @@ class TrainConfig(StrictModel):
     patience: PositiveInt = 50
     amp: bool = True
     """Mixed precision; only ever used on a GPU."""
+    ema: EmaConfig = Field(default_factory=EmaConfig)
     workers: NonNegativeInt = 4
     """Dataloader workers on a GPU (on CPU, Ultralytics loads in the training process)."""
     threads: PositiveInt | None = None
@@ -136,13 +211,33 @@ class TrainConfig(StrictModel):
     @field_validator("model")
     @classmethod
     def _check_model(cls, value: str) -> str:
-        if _MODEL_NAME.match(value) or (Path(value).suffix in {".pt", ".yaml"}
-                                        and Path(value).is_file()):
+        if _MODEL_NAME.match(value) or value in DETFORGE_MODELS or (
+                Path(value).suffix in {".pt", ".yaml"} and Path(value).is_file()):
             return value
         raise ValueError(
             f"model {value!r} is neither a supported model YAML (yolov8n.yaml..yolov8x.yaml, "
-            "yolo11n.yaml..yolo11x.yaml, rtdetr-l.yaml, rtdetr-x.yaml) nor an existing local "
-            ".pt/.yaml file; nothing is downloaded, so give a YAML name or a local weights path")
+            "yolo11n.yaml..yolo11x.yaml, rtdetr-l.yaml, rtdetr-x.yaml, rtdetr-tiny.yaml) nor an "
+            "existing local .pt/.yaml file; nothing is downloaded, so give a YAML name or a "
+            "local weights path")
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> TrainConfig:
+        """A letterboxed shape must be trainable as given: each side a stride multiple."""
+        if not self.letterboxed:
+            return self
+        h, w = self.train_shape
+        why = "an RT-DETR model" if self.is_rtdetr else "rect"
+        if h % STRIDE or w % STRIDE:
+            nh, nw = nearest_shape((h, w))
+            raise ValueError(
+                f"imgsz {h},{w} cannot be trained as given ({why} trains at exactly HEIGHT,"
+                f"WIDTH): both sides must be multiples of {STRIDE}. Use --imgsz {nh},{nw} "
+                f"(the nearest; e.g. 1088,1920 for 1080p video)")
+        if "," in self.device:
+            raise ValueError(f"letterboxed training ({why}) runs on one device, not "
+                             f"{self.device!r}: Ultralytics' DDP workers rebuild their own "
+                             "square trainer. Pass one GPU index")
+        return self
 
     @model_validator(mode="after")
     def _check_activation(self) -> TrainConfig:
@@ -171,13 +266,62 @@ class TrainConfig(StrictModel):
 
     @property
     def train_imgsz(self) -> int:
-        """The square size Ultralytics trains at: ``imgsz``, or its longer side."""
+        """The longer side of the training input (Ultralytics' own ``imgsz``)."""
         return self.imgsz if isinstance(self.imgsz, int) else max(self.imgsz)
+
+    @property
+    def is_rtdetr(self) -> bool:
+        """True when ``model`` is an RT-DETR (by name, as Ultralytics decides)."""
+        return is_rtdetr(self.model)
+
+    @property
+    def letterboxed(self) -> bool:
+        """True when training runs at exactly ``imgsz`` with letterboxed images (``rect``,
+        or any RT-DETR model) instead of Ultralytics' square mosaics."""
+        return self.rect or self.is_rtdetr
+
+    @property
+    def train_shape(self) -> tuple[int, int]:
+        """(height, width) of the network input during training (before multi-scale)."""
+        if isinstance(self.imgsz, int):
+            return (self.imgsz, self.imgsz)
+        if self.letterboxed:
+            return (int(self.imgsz[0]), int(self.imgsz[1]))
+        return (self.train_imgsz, self.train_imgsz)
 
     @property
     def on_gpu(self) -> bool:
         """True when ``device`` names CUDA devices."""
         return self.device != "cpu"
+
+
+def is_rtdetr(model: str | Path) -> bool:
+    """Whether a model name or path is an RT-DETR (Ultralytics picks its class by the name).
+
+    Example:
+        >>> is_rtdetr("rtdetr-tiny.yaml"), is_rtdetr("yolo11n.yaml")
+        (True, False)
+    """
+    return "rtdetr" in Path(str(model)).name.lower()
+
+
+def model_source(model: str) -> str:
+    """The file Ultralytics builds ``model`` from: a YAML shipped with detforge
+    (:data:`DETFORGE_MODELS`) resolves to its packaged path; anything else is unchanged."""
+    if model in DETFORGE_MODELS:
+        return str(resources.files("detforge.train").joinpath("models", model))
+    return model
+
+
+def nearest_shape(shape: tuple[int, int], stride: int = STRIDE) -> tuple[int, int]:
+    """Each side rounded to the nearest multiple of ``stride`` (at least one stride).
+
+    Example:
+        >>> nearest_shape((1080, 1920))
+        (1088, 1920)
+    """
+    return (max(stride, round(shape[0] / stride) * stride),
+            max(stride, round(shape[1] / stride) * stride))
 
 
 OVERFIT_STOP_MAP50 = 0.99
@@ -239,6 +383,8 @@ def model_for_size(model: str, size: str) -> str:
     Raises:
         ConfigError: ``model`` is a local file or the family has no such size.
     """
+    if model in DETFORGE_MODELS:
+        raise ConfigError(f"{model} comes in one size; train it without --sizes")
     match = _MODEL_NAME.match(model)
     if not match:
         raise ConfigError(f"--sizes needs a model YAML name such as yolo11n.yaml, got {model!r}; "

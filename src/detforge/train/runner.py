@@ -117,12 +117,25 @@ def _start(config: TrainConfig, lock: list[RunLock],
     record = update_run_json(
         run_dir, name=config.name, version=run_dir.name, status="running", created=_now(),
         backend="ultralytics", model=config.model, config="config.yaml",
+        input=_input_record(config),
         dataset={"source": str(Path(config.data).resolve()), "version": prep.version,
                  "classes": list(prep.classes), "num_train": prep.num_train,
                  "num_val": prep.num_val, "val_source": prep.val_source,
                  "prepared": str(prep.data_yaml)},
         git=_git(), **environment_info(threads))
     return config, run_dir, record
+
+
+def _input_record(config: TrainConfig) -> dict[str, Any]:
+    """The input the network trains at, as run.json records it; says so in the log when a
+    rectangular ``imgsz`` is not what training uses (a square YOLO run without ``rect``)."""
+    h, w = config.train_shape
+    if not isinstance(config.imgsz, int) and tuple(config.imgsz) != (h, w):
+        LOGGER.warning("imgsz %s,%s: %s trains on square %dx%d mosaics (the size is kept for "
+                       "export); pass --set rect=true to train at %s,%s letterboxed",
+                       *config.imgsz, config.model, h, w, *config.imgsz)
+    return {"imgsz": [h, w], "letterbox": config.letterboxed,
+            "multi_scale": config.augment.multi_scale}
 
 
 def _reopen(config: TrainConfig, lock: list[RunLock],

@@ -16,8 +16,11 @@ from detforge.core.config import StrictModel
 
 __all__ = ["LAYOUTS", "Layout", "LetterboxSpec", "ModelMeta", "NormalizeSpec"]
 
-Layout = Literal["raw", "deepstream", "end2end", "rtdetr"]
-LAYOUTS: tuple[str, ...] = ("raw", "deepstream", "end2end", "rtdetr")
+Layout = Literal["raw", "deepstream", "end2end", "rtdetr", "rtdetr-normalized"]
+LAYOUTS: tuple[str, ...] = ("raw", "deepstream", "end2end", "rtdetr", "rtdetr-normalized")
+"""Output layouts (:mod:`detforge.runtime.postprocess` decodes each). ``rtdetr`` is detforge's
+RT-DETR export (x1, y1, x2, y2 in input pixels); ``rtdetr-normalized`` is how Ultralytics
+exports an RT-DETR itself (normalised cx, cy, w, h)."""
 
 
 class LetterboxSpec(StrictModel):
@@ -27,7 +30,8 @@ class LetterboxSpec(StrictModel):
         center: Pad both sides equally (True) or only right/bottom (False).
         pad_value: Grey level of the padding.
         scaleup: Allow enlarging images smaller than the input.
-        scale_fill: Stretch to the input size without keeping the aspect (RT-DETR).
+        scale_fill: Stretch to the input size without keeping the aspect (how Ultralytics
+            trains and runs an RT-DETR; detforge trains every model letterboxed).
     """
 
     center: bool = True

@@ -5,10 +5,15 @@
  * tensors (batch axis removed) and expects objects in network-input pixels: it maps them
  * back to the frame itself, then applies pre-cluster-threshold, cluster-mode NMS and topk.
  *
- * Layouts are rows of one output tensor; each has a decoder in kLayouts. Today:
- *   deepstream  [N, 6]  x1, y1, x2, y2, score, class   (network pixels)
- * A new layout (e.g. RT-DETR's [Q, 4+K] normalised cx, cy, w, h + K class scores) is one
- * more decoder and one more kLayouts row; the frame checks and the object rules stay shared.
+ * Layouts are rows of one output tensor; each has a decoder in kLayouts. Today one row
+ * serves three detforge layouts:
+ *   [N, 6]  x1, y1, x2, y2, score, class   (network pixels)
+ *     deepstream  YOLO candidates            nvinfer cluster-mode=2 (NMS)
+ *     end2end     YOLO after in-graph NMS    cluster-mode=4 (none)
+ *     rtdetr      RT-DETR's top-k queries    cluster-mode=4 (none: one-to-one queries)
+ * The config writer sets cluster-mode from the layout; rows are decoded alike. A layout with
+ * other rows is one more decoder and one more kLayouts row; the frame checks and the object
+ * rules stay shared.
  *
  * Rules every decoder follows (nvdsinfer_custom_impl.h, NvDsInferParseDetectionParams):
  *   - an object's class id is < numClassesConfigured;
@@ -115,7 +120,8 @@ static bool emit(const Frame &frame, float x1, float y1, float x2, float y2, flo
     return true;
 }
 
-/* deepstream layout: x1, y1, x2, y2, score, class per row, in network pixels. */
+/* deepstream, end2end and rtdetr layouts: x1, y1, x2, y2, score, class per row, in
+ * network pixels. */
 static bool decode_xyxy_score_class(const Rows &rows, const Frame &frame,
                                     std::vector<NvDsInferObjectDetectionInfo> &out)
 {
@@ -134,7 +140,7 @@ struct Layout {
 };
 
 static const Layout kLayouts[] = {
-    {"deepstream", 6u, decode_xyxy_score_class},
+    {"deepstream / end2end / rtdetr", 6u, decode_xyxy_score_class},
 };
 
 static void report(const char *message, const char *detail)

@@ -12,11 +12,43 @@ from detforge.core.errors import BackendError, ConfigError, MissingExtraError
 from detforge.runtime.backend import BackendBase, InputSpec, RawOutput
 from detforge.runtime.metadata import LetterboxSpec, ModelMeta
 
-__all__ = ["TorchBackend"]
+__all__ = ["TorchBackend", "trained_input"]
+
+
+def trained_input(net: Any) -> tuple[tuple[int, int] | None, bool]:
+    """(height, width) an Ultralytics model was trained at, and whether letterboxed.
+
+    detforge's trainer records both in the model's ``yaml`` (``detforge: {imgsz,
+    letterbox}``, :mod:`detforge.train.backends.ul_trainer`). Without that record the size
+    is the checkpoint's ``args.imgsz`` and the images were not letterboxed by detforge (an
+    RT-DETR trained by Ultralytics itself saw them stretched to a square).
+
+    Example:
+        >>> class Net: yaml = {"detforge": {"imgsz": [256, 448], "letterbox": True}}
+        >>> trained_input(Net())
+        ((256, 448), True)
+    """
+    yaml = getattr(net, "yaml", None) or {}
+    record = yaml.get("detforge") if isinstance(yaml, dict) else None
+    if isinstance(record, dict) and isinstance(record.get("imgsz"), list | tuple):
+        h, w = record["imgsz"][:2]
+        return (int(h), int(w)), bool(record.get("letterbox", True))
+    args = getattr(net, "args", None) or {}
+    imgsz = args.get("imgsz") if isinstance(args, dict) else None
+    if isinstance(imgsz, int):
+        return (imgsz, imgsz), False
+    if isinstance(imgsz, list | tuple) and imgsz:
+        return (int(imgsz[0]), int(imgsz[-1])), False
+    return None, False
 
 
 class TorchBackend(BackendBase):
     """Runs an Ultralytics detection checkpoint (YOLOv8/11 ``raw`` or RT-DETR head).
+
+    An RT-DETR's output is Ultralytics' ``[B, Q, 6]`` (normalised cx, cy, w, h, score,
+    class: layout ``rtdetr-normalized``); its input is letterboxed when detforge trained it
+    and stretched to the input size when Ultralytics did (:func:`trained_input`), as in
+    training.
 
     Args:
         path: The ``.pt`` file.
@@ -68,12 +100,15 @@ class TorchBackend(BackendBase):
         self._net: Any = net
         imgsz = (yolo.overrides or {}).get("imgsz") or 640
         hw = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[-1]))
+        trained, letterboxed = trained_input(net)
         is_rtdetr = "rtdetr" in type(self._net).__name__.lower()
         names = self._net.names
         self.meta = ModelMeta(
-            classes=tuple(str(names[k]) for k in sorted(names)), imgsz=hw,
-            layout="rtdetr" if is_rtdetr else "raw", stride=int(max(self._net.stride)),
-            letterbox=LetterboxSpec(scale_fill=is_rtdetr), dynamic_batch=True)
+            classes=tuple(str(names[k]) for k in sorted(names)), imgsz=trained or hw,
+            layout="rtdetr-normalized" if is_rtdetr else "raw",
+            stride=int(max(self._net.stride)),
+            letterbox=LetterboxSpec(scale_fill=is_rtdetr and not letterboxed),
+            dynamic_batch=True)
         self.input_spec = InputSpec(name="images", height=None, width=None, max_batch=None)
 
     def infer(self, batch: NDArray[np.float32]) -> RawOutput:

@@ -2,16 +2,22 @@
 
 Mapping of :class:`~detforge.train.config.TrainConfig` onto Ultralytics arguments:
 
-* ``imgsz`` -> the square ``train_imgsz`` (longer side of a rectangular size); ``rect``
-  passes through.
+* Training runs in detforge's trainer (:mod:`.ul_trainer`: Ultralytics' own with a few
+  hooks). An RT-DETR model, or ``rect``, trains letterboxed at exactly ``imgsz`` = (height,
+  width) (:mod:`.rect_data`), with aspect-keeping multi-scale; Ultralytics' ``imgsz`` is
+  then the longer side and its ``rect`` / ``multi_scale`` stay off. Otherwise ``imgsz`` ->
+  the square ``train_imgsz`` (longer side of a rectangular size), as Ultralytics trains.
+* ``optim.lr_schedule`` (linear, cosine, multistep with ``lr_milestones`` / ``lr_gamma``),
+  ``optim.max_grad_norm`` and ``ema`` (decay, tau, off) are the trainer's hooks; the rest
+  of ``optim`` and ``augment`` are Ultralytics arguments.
 * ``amp`` is only ever on with a GPU ``device``; on CPU Ultralytics trains in fp32.
 * ``optim.nbs`` is Ultralytics' nominal batch: gradients accumulate over
   ``round(nbs / batch)`` batches, so a small ``batch`` trains like a batch of ``nbs``.
 * ``overfit``: BatchNorm running statistics follow the last few steps (momentum 0.5, not
   0.03), so evaluation sees the network being trained; the epoch callback stops training
   once :func:`~detforge.train.config.overfit_done` (mAP50 on the memorised images).
-* Warm-up (``optim.warmup_epochs``), EMA of the weights (always on in Ultralytics), early
-  stop (``patience``) and a ``last.pt`` checkpoint after every epoch are Ultralytics'.
+* Warm-up (``optim.warmup_epochs``), early stop (``patience``) and a ``last.pt``
+  checkpoint after every epoch are Ultralytics'.
 * ``activation`` writes the model YAML with Ultralytics' ``activation`` key (e.g.
   ``nn.ReLU()``) into the run directory as ``<stem>-<activation>.yaml`` (the stem keeps the
   scale letter Ultralytics reads from the file name) and builds the model from it.
@@ -34,7 +40,7 @@ from detforge.core.atomic import atomic_write_text
 from detforge.core.errors import ConfigError
 from detforge.integrations.ultralytics import import_ultralytics
 from detforge.train.backends.base import BackendRun, EpochCallback, ModelInfo
-from detforge.train.config import overfit_done
+from detforge.train.config import is_rtdetr, model_source, overfit_done
 from detforge.train.threads import configure_threads
 
 if TYPE_CHECKING:
@@ -43,6 +49,8 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 _OVERFIT_BN_MOMENTUM = 0.5
 _ACTIVATIONS = {"silu": "nn.SiLU()", "relu": "nn.ReLU()"}
+_DETFORGE_OPTIM = ("lr_schedule", "lr_milestones", "lr_gamma", "max_grad_norm")
+"""``optim`` keys detforge's trainer implements (not Ultralytics arguments)."""
 
 __all__ = ["UltralyticsBackend", "metric_name"]
 
@@ -63,17 +71,30 @@ class UltralyticsBackend:
         import_ultralytics(Path(config.out) / ".ultralytics")
         configure_threads(config.threads)
         ul: Any = importlib.import_module("ultralytics")
-        cls = ul.RTDETR if "rtdetr" in Path(str(weights)).name.lower() else ul.YOLO
+        cls = ul.RTDETR if is_rtdetr(weights) else ul.YOLO
         return cls(str(weights))
+
+    @staticmethod
+    def _trainer(config: TrainConfig) -> type:
+        """detforge's trainer class for ``config`` (see :mod:`.ul_trainer`)."""
+        hooks: Any = importlib.import_module("detforge.train.backends.ul_trainer")
+        o = config.optim
+        options = hooks.TrainerOptions(
+            shape=config.train_shape if config.letterboxed else None,
+            multi_scale=config.augment.multi_scale, max_grad_norm=o.max_grad_norm,
+            lr_schedule=o.lr_schedule, milestones=tuple(o.lr_milestones), gamma=o.lr_gamma,
+            ema=config.ema.enabled, ema_decay=config.ema.decay, ema_tau=config.ema.tau)
+        trainer: type = hooks.trainer_class(config.is_rtdetr, options)
+        return trainer
 
     @staticmethod
     def _model_source(config: TrainConfig, run_dir: Path) -> str:
         """``config.model``, or a copy of its YAML with ``config.activation`` in the run dir."""
         if config.activation is None:
-            return config.model
+            return model_source(config.model)
         import_ultralytics(Path(config.out) / ".ultralytics")
         tasks: Any = importlib.import_module("ultralytics.nn.tasks")
-        spec = {k: v for k, v in tasks.yaml_model_load(config.model).items()
+        spec = {k: v for k, v in tasks.yaml_model_load(model_source(config.model)).items()
                 if k not in {"scale", "yaml_file"}}
         spec["activation"] = _ACTIVATIONS[config.activation]
         out = run_dir / f"{Path(config.model).stem}-{config.activation}.yaml"
@@ -142,15 +163,19 @@ class UltralyticsBackend:
         return state
 
     def _args(self, config: TrainConfig, data_yaml: Path, run_dir: Path) -> dict[str, Any]:
+        augment = config.augment.model_dump()
+        if config.letterboxed:  # the trainer's own aspect-keeping multi-scale
+            augment["multi_scale"] = 0.0
         return {
             "data": str(data_yaml), "epochs": config.epochs, "imgsz": config.train_imgsz,
             "batch": config.batch, "device": config.device, "seed": config.seed,
             "deterministic": config.deterministic, "patience": config.patience,
             "amp": config.amp and config.on_gpu, "workers": config.workers,
-            "cache": config.cache, "rect": config.rect, "val": config.val,
-            "plots": config.plots, "project": str(run_dir.parent.resolve()),
-            "name": run_dir.name, "exist_ok": True, "save": True, "pretrained": False,
-            **config.optim.model_dump(), **config.augment.model_dump(),
+            "cache": config.cache, "rect": config.rect and not config.letterboxed,
+            "val": config.val, "plots": config.plots,
+            "project": str(run_dir.parent.resolve()), "name": run_dir.name, "exist_ok": True,
+            "save": True, "pretrained": False,
+            **config.optim.model_dump(exclude=set(_DETFORGE_OPTIM)), **augment,
         }
 
     def _result(self, run_dir: Path, state: dict[str, Any]) -> BackendRun:
@@ -174,7 +199,7 @@ class UltralyticsBackend:
         """
         model = self._model(config, self._model_source(config, run_dir))
         state = self._attach(model, config, on_epoch)
-        model.train(**self._args(config, data_yaml, run_dir))
+        model.train(trainer=self._trainer(config), **self._args(config, data_yaml, run_dir))
         return self._result(run_dir, state)
 
     def resume(self, config: TrainConfig, *, last: Path, data_yaml: Path, run_dir: Path,
@@ -190,8 +215,9 @@ class UltralyticsBackend:
             raise ConfigError(f"{last}: this run already finished (the checkpoint has no "
                               "optimiser state); start a new run instead of --resume")
         state = self._attach(model, config, on_epoch)
-        model.train(resume=True, data=str(data_yaml), device=config.device,
-                    project=str(run_dir.parent.resolve()), name=run_dir.name, exist_ok=True)
+        model.train(resume=True, trainer=self._trainer(config), data=str(data_yaml),
+                    device=config.device, project=str(run_dir.parent.resolve()),
+                    name=run_dir.name, exist_ok=True)
         return self._result(run_dir, state)
 
     def training_done(self, config: TrainConfig, last: Path) -> bool:
@@ -214,9 +240,14 @@ class UltralyticsBackend:
             if ckpt.is_file():
                 tu.strip_optimizer(ckpt)
         model = self._model(config, best)
-        results = model.val(data=str(data_yaml), imgsz=config.train_imgsz, batch=config.batch,
-                            device=config.device, plots=False, verbose=False,
-                            project=str(run_dir.resolve()), name="final_val", exist_ok=True)
+        kwargs: dict[str, Any] = {"imgsz": config.train_imgsz}
+        if config.letterboxed:
+            hooks: Any = importlib.import_module("detforge.train.backends.ul_trainer")
+            kwargs = {"imgsz": list(config.train_shape),
+                      "validator": hooks.validator_class(config.is_rtdetr)}
+        results = model.val(data=str(data_yaml), batch=config.batch, device=config.device,
+                            plots=False, verbose=False, project=str(run_dir.resolve()),
+                            name="final_val", exist_ok=True, **kwargs)
         final = {metric_name(k): float(v) for k, v in results.results_dict.items()
                  if k != "fitness"}
         return BackendRun(save_dir=run_dir, best=best, last=weights / "last.pt",
