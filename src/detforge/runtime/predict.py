@@ -67,7 +67,8 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
             keyframes: bool = False, device: str = "auto", track: bool = False,
             progress: bool = True, spin: bool = False, fast_decode: bool = False,
             gt: str | Path | None = None, streams: int | str = "auto",
-            max_pixels: int | None = None, partial: bool = False) -> RunStats:
+            max_pixels: int | None = None, partial: bool = False, reconnect: int = 5,
+            live: bool = True, realtime: float | None = None) -> RunStats:
     """Detect objects in every image or sampled frame of ``source`` and write them to ``out``.
 
     ``out`` is written only when the run finishes. After an error, a full disk or Ctrl-C
@@ -104,6 +105,10 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         max_pixels: Largest image or frame (width x height) decoded; larger ones are skipped
             before decoding (default 64,000,000, or ``$DETFORGE_MAX_PIXELS``).
         partial: Keep the records of an unfinished run in ``dets.partial.jsonl``.
+        reconnect: Stream reconnection attempts in a row before giving up (-1: forever).
+        live: Keep only the newest frame of a stream; what inference cannot keep up with
+            is dropped and counted.
+        realtime: Replay images and videos as a stream at this many frames per second.
 
     Returns:
         The run's statistics (``interrupted`` is True after Ctrl-C; ``out`` is then not
@@ -117,7 +122,10 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
     Example:
         >>> stats = predict("model.onnx", "photos/", out="dets.jsonl")  # doctest: +SKIP
     """
-    src = open_source(source, every=every, fps=fps, keyframes=keyframes, max_pixels=max_pixels)
+    from detforge.runtime.gpu import GpuMonitor
+
+    src = open_source(source, every=every, fps=fps, keyframes=keyframes, max_pixels=max_pixels,
+                      reconnect=reconnect, live=live, realtime=realtime)
     tracker: Tracker | None = None
     if track:
         from detforge.runtime.track import ByteTracker
@@ -132,8 +140,11 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         except BaseException:
             sinks[0].abort()
             raise
-        stats = run_pipeline(m, src, sinks, batch=batch, workers=workers, tracker=tracker,
-                             progress=progress, fast_decode=fast_decode, streams=streams)
+        with GpuMonitor(m.backend.device) as gpu:
+            stats = run_pipeline(m, src, sinks, batch=batch, workers=workers, tracker=tracker,
+                                 progress=progress, fast_decode=fast_decode, streams=streams)
+        stats.gpu = gpu.summary()
+        stats.add_source_counters(src)
     if not stats.interrupted:
         partial_path(out).unlink(missing_ok=True)  # superseded by the finished output
     return stats
