@@ -204,7 +204,7 @@ class ReferenceBuilder:
                  bins: int = 10) -> None:
         self.identity = identity
         self.conf, self.iou, self.bins = conf, iou, bins
-        self._values: dict[str, list[NDArray[np.float32]]] = {s: [] for s in CONTINUOUS}
+        self._values: dict[str, list[NDArray[np.floating]]] = {s: [] for s in CONTINUOUS}
         self._classes = np.zeros(len(identity.classes), np.int64)
         self.images = 0
 
@@ -212,8 +212,8 @@ class ReferenceBuilder:
         """Add one image's signals."""
         self.images += 1
         for name in ("brightness", "contrast", "sharpness", "resolution"):
-            self._values[name].append(np.array([getattr(image, name)], np.float32))
-        self._values["boxes_per_image"].append(np.array([det.count], np.float32))
+            self._values[name].append(np.array([getattr(image, name)], np.float64))
+        self._values["boxes_per_image"].append(np.array([det.count], np.float64))
         self._values["score"].append(det.scores)
         self._values["box_area"].append(det.box_area)
         self._values["box_aspect"].append(det.box_aspect)
@@ -233,7 +233,7 @@ class ReferenceBuilder:
                               f"least {min_images} are needed (use a larger split)")
         signals: dict[str, SignalReference] = {}
         for name, parts in self._values.items():
-            values = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+            values = np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
             values = values[np.isfinite(values)]
             if len(values) == 0:
                 raise ConfigError(f"no detection on the {self.images} reference images at "
