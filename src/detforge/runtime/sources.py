@@ -377,13 +377,12 @@ class _StreamReader:
     def _run(self) -> None:
         src = self.source
         delay = src.backoff_s
-        failures = 0
+        in_row = 0  # reconnections since the last frame read
         index = -1
         try:
             while not self._stopped():
                 cap = self._open()
                 self.attempts += 1
-                read_any = False
                 if cap.isOpened():
                     while not self._stopped():
                         ok, frame = cap.read()
@@ -391,8 +390,7 @@ class _StreamReader:
                             self.error = "the stream stopped sending frames"
                             break
                         index += 1
-                        read_any = True
-                        failures, delay = 0, src.backoff_s
+                        in_row, delay = 0, src.backoff_s
                         self.frames += 1
                         src.frames_read += 1
                         if index % src.every:
@@ -409,11 +407,10 @@ class _StreamReader:
                 cap.release()
                 if self._stopped():
                     break
-                if not read_any:
-                    failures += 1
-                if src.reconnect >= 0 and failures > src.reconnect:
-                    self.gave_up = self.frames > 0
+                if src.reconnect >= 0 and in_row >= src.reconnect:
+                    self.gave_up = self.frames > 0 and src.reconnect > 0
                     break
+                in_row += 1
                 src.reconnects += 1
                 if self._wait(delay):
                     break
