@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from detforge.core.errors import ConfigError
+from detforge.deploy.registry import PRODUCTION, STAGING
 from detforge.monitor.config import MonitorConfig
 
-__all__ = ["CycleResult", "run_cycle"]
+__all__ = ["CycleResult", "challenge", "run_cycle"]
 
 _METRIC_STAT = {"mAP50-95": "AP", "mAP50": "AP50", "mAP75": "AP75"}
 
@@ -98,18 +99,25 @@ def _device(cfg: MonitorConfig) -> str:
     return "cpu" if cfg.retrain.device == "cpu" else f"cuda:{cfg.retrain.device.split(',')[0]}"
 
 
-def _production(registry: Any, name: str, dest: Path) -> tuple[int | None, Path | None]:
-    """Production's version and a local copy of its model file (None, None: none yet)."""
-    from detforge.deploy.registry import PRODUCTION
-
+def _version_file(registry: Any, name: str, ref: str, dest: Path) -> tuple[
+        int | None, Path | None]:
+    """Version ``ref`` (a number or an alias) of ``name`` and a local copy of its model file;
+    ``(None, None)`` when the model or the alias does not exist yet."""
     try:
         model = registry.client.get_registered_model(name)
     except Exception:  # noqa: BLE001 - no such model yet
         return None, None
-    if PRODUCTION not in model.aliases:
+    if not ref.isdigit() and ref not in model.aliases:
         return None, None
-    mv = registry.client.get_model_version_by_alias(name, PRODUCTION)
     import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = (registry.client.get_model_version(name, ref) if ref.isdigit()
+              else registry.client.get_model_version_by_alias(name, ref))
+    except MlflowException as exc:
+        raise ConfigError(f"{name} has no version {ref} in {registry.uri}; see `detforge "
+                          f"registry list`") from exc
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source,
                                                      dst_path=str(dest),
@@ -118,8 +126,8 @@ def _production(registry: Any, name: str, dest: Path) -> tuple[int | None, Path 
         files = sorted(local.rglob("best.pt")) or sorted(local.rglob("*.onnx")) or sorted(
             local.rglob("*.pt"))
         if not files:
-            raise ConfigError(f"production {name} v{mv.version} ({mv.source}) holds no model "
-                              f"file (.pt or .onnx)")
+            raise ConfigError(f"{name} v{mv.version} ({mv.source}) holds no model file "
+                              f"(.pt or .onnx)")
         local = files[0]
     return int(mv.version), local
 
@@ -146,7 +154,24 @@ def run_cycle(cfg: MonitorConfig, *, trigger: str = "manual",
         >>> res.promoted  # doctest: +SKIP
         True
     """
-    from detforge.deploy.registry import PRODUCTION, STAGING, open_registry
+    return _cycle(cfg, trigger, echo, candidate=None)
+
+
+def challenge(cfg: MonitorConfig, candidate: int, *, trigger: str = "manual",
+              echo: Callable[[str], None] = lambda _line: None) -> CycleResult:
+    """Steps 1, 3 and 4 for a version already registered (trained elsewhere): score it and
+    production on the held-out set and promote it only if it is better.
+
+    Raises:
+        ConfigError: As :func:`run_cycle`.
+        RegistryError: No such version, or the store refused a change.
+    """
+    return _cycle(cfg, trigger, echo, candidate=candidate)
+
+
+def _cycle(cfg: MonitorConfig, trigger: str, echo: Callable[[str], None],
+           candidate: int | None) -> CycleResult:
+    from detforge.deploy.registry import open_registry
     from detforge.train.tracking import Tracker, flatten_params, resolve_tracking_uri
 
     if cfg.retrain is None or cfg.evaluate is None or cfg.registry is None:
@@ -167,48 +192,47 @@ def run_cycle(cfg: MonitorConfig, *, trigger: str = "manual",
     client = tracker.client
     try:
         with tempfile.TemporaryDirectory(prefix="detforge-cycle-") as tmp:
-            prod_version, prod_file = _production(registry, reg.name, Path(tmp))
+            prod_version, prod_file = _version_file(registry, reg.name, PRODUCTION,
+                                                    Path(tmp) / "production")
             echo(f"production: {reg.name} v{prod_version}" if prod_version else
                  f"production: none for {reg.name}")
-            base = str(prod_file) if rt.model == "production" else rt.model
-            if rt.model == "production" and prod_file is None:
+            client.set_tag(run_id, "production_version", str(prod_version))
+            if candidate is None and rt.model == "production" and prod_file is None:
                 raise ConfigError(f"retrain.model is 'production' but {reg.name!r} has no "
                                   f"production version; set retrain.model to a model YAML "
                                   f"(yolo11n.yaml) or promote a version first")
-            client.set_tag(run_id, "production_version", str(prod_version))
+            base = str(prod_file) if rt.model == "production" else rt.model
             if cfg.dry_run:
                 reason = (f"dry run: would train {base} on {rt.data} for {rt.epochs} epochs, "
-                          f"score it and production on {ev.data} ({ev.split}) by {ev.metric}")
+                          f"score it and production on {ev.data} ({ev.split}) by {ev.metric}"
+                          if candidate is None else f"dry run: would score v{candidate} and "
+                          f"production on {ev.data} ({ev.split}) by {ev.metric}")
                 client.set_tag(run_id, "decision", "dry-run")
                 client.set_tag(run_id, "reason", reason)
                 tracker.end("FINISHED")
-                return CycleResult(trigger, True, prod_version, None, ev.metric, None, None,
-                                   False, reason, run_id)
-            result = _train(cfg, base, uri)
-            cand_version = int(result.model_version) if result.model_version else None
-            client.set_tag(run_id, "candidate_version", str(cand_version))
-            client.set_tag(run_id, "training_run", str(result.mlflow_run_id))
-            echo(f"candidate: {reg.name} v{cand_version} ({result.best})")
-            cand = _score(result.best, cfg)
-            prod = _score(prod_file, cfg) if prod_file is not None else None
-            metrics = {f"candidate/{ev.metric}": cand}
-            if prod is not None:
-                metrics.update({f"production/{ev.metric}": prod, "delta": cand - prod})
-            tracker.log_epoch(0, metrics)
-            promoted = prod is None or cand > prod + ev.min_delta
-            if prod is None:
-                reason = (f"no production version: the candidate ({ev.metric} {cand:.4f}) "
-                          f"is promoted")
-            elif promoted:
-                reason = (f"candidate {ev.metric} {cand:.4f} beats production {prod:.4f} by "
-                          f"more than {ev.min_delta:g}: promoted")
+                return CycleResult(trigger, True, prod_version, candidate, ev.metric, None,
+                                   None, False, reason, run_id)
+            run_dir: Path | None = None
+            if candidate is None:
+                result = _train(cfg, base, uri)
+                cand_version = int(result.model_version) if result.model_version else None
+                cand_file = Path(result.best)
+                run_dir = Path(result.run_dir)
+                client.set_tag(run_id, "training_run", str(result.mlflow_run_id))
             else:
-                reason = (f"candidate {ev.metric} {cand:.4f} does not beat production "
-                          f"{prod:.4f} by more than {ev.min_delta:g}: kept as {STAGING}")
+                cand_version, found = _version_file(registry, reg.name, str(candidate),
+                                                    Path(tmp) / "candidate")
+                if found is None:
+                    raise ConfigError(f"{reg.name} v{candidate}: no model file")
+                cand_file = found
+            client.set_tag(run_id, "candidate_version", str(cand_version))
+            echo(f"candidate: {reg.name} v{cand_version} ({cand_file})")
+            cand, prod, promoted, reason, metrics = _decide(cfg, cand_file, prod_file)
             if cand_version is not None:
                 registry.promote(reg.name, cand_version, to=PRODUCTION if promoted else STAGING)
             echo(reason)
-            reference = _reference(cfg, result.best, Path(result.run_dir), tracker)
+            tracker.log_epoch(0, metrics)
+            reference = _reference(cfg, cand_file, run_dir, tracker) if run_dir else None
             client.set_tag(run_id, "decision", "promoted" if promoted else "rejected")
             client.set_tag(run_id, "reason", reason)
             tracker.log_artifacts([_summary(Path(tmp), trigger, reason, metrics)])
@@ -217,8 +241,30 @@ def run_cycle(cfg: MonitorConfig, *, trigger: str = "manual",
         raise
     tracker.end("FINISHED")
     return CycleResult(trigger, False, prod_version, cand_version, ev.metric, cand, prod,
-                       promoted, reason, run_id, str(result.best),
+                       promoted, reason, run_id, str(cand_file),
                        None if reference is None else str(reference))
+
+
+def _decide(cfg: MonitorConfig, cand_file: Path, prod_file: Path | None) -> tuple[
+        float, float | None, bool, str, dict[str, float]]:
+    """Score both on the held-out set; champion / challenger decision and its reason."""
+    ev = cfg.evaluate
+    assert ev is not None
+    cand = _score(cand_file, cfg)
+    prod = _score(prod_file, cfg) if prod_file is not None else None
+    metrics = {f"candidate/{ev.metric}": cand}
+    if prod is not None:
+        metrics.update({f"production/{ev.metric}": prod, "delta": cand - prod})
+    promoted = prod is None or cand > prod + ev.min_delta
+    if prod is None:
+        reason = f"no production version: the candidate ({ev.metric} {cand:.4f}) is promoted"
+    elif promoted:
+        reason = (f"candidate {ev.metric} {cand:.4f} beats production {prod:.4f} by more "
+                  f"than {ev.min_delta:g}: promoted")
+    else:
+        reason = (f"candidate {ev.metric} {cand:.4f} does not beat production {prod:.4f} "
+                  f"by more than {ev.min_delta:g}: kept as {STAGING}")
+    return cand, prod, promoted, reason, metrics
 
 
 def _train(cfg: MonitorConfig, base: str, uri: str) -> Any:
