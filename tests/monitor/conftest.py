@@ -48,3 +48,25 @@ def darken(src: Path, dst: Path, factor: float = 0.35) -> Path:
         img = np.asarray(Image.open(path).convert("RGB"), np.float32) * factor
         Image.fromarray(img.astype(np.uint8)).save(dst / f"dark_{i:03d}.png")
     return dst
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated MLflow store; tests copy it (migrating one takes seconds)."""
+    pytest.importorskip("mlflow")
+    from detforge.deploy.registry import open_registry
+
+    db = tmp_path_factory.mktemp("monitor-mlflow") / "mlflow.db"
+    open_registry(f"sqlite:///{db}").list_models()
+    return db
+
+
+@pytest.fixture()
+def runs_dir(mlflow_template: Path, tmp_path: Path) -> Path:
+    """A runs folder holding a private copy of the template store (``runs/mlflow.db``)."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copyfile(mlflow_template, runs / "mlflow.db")
+    return runs

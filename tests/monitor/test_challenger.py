@@ -15,21 +15,22 @@ from .loop_data import bad_model, good_model, holdout
 pytest.importorskip("mlflow")
 
 
-def _config(tmp_path: Path, data: Path, **extra: str) -> MonitorConfig:
+def _config(runs: Path, data: Path, **extra: str) -> MonitorConfig:
     overrides = [f"retrain.data={data}", "retrain.model=yolo11n.yaml",
                  f"evaluate.data={data}", "evaluate.split=val", "evaluate.metric=mAP50",
-                 "registry.name=det", f"registry.out={tmp_path / 'runs'}",
+                 "registry.name=det", f"registry.out={runs}",
                  "trigger.prometheus=null", "trigger.every_hours=1",
                  *(f"{k}={v}" for k, v in extra.items())]
     return load_monitor_config(None, overrides)
 
 
-def test_better_candidate_is_promoted_worse_is_kept_as_staging(tmp_path: Path) -> None:
+def test_better_candidate_is_promoted_worse_is_kept_as_staging(tmp_path: Path,
+                                                               runs_dir: Path) -> None:
     from detforge.deploy.registry import open_registry
     from detforge.monitor.retrain import challenge
 
     data = holdout(tmp_path / "holdout")
-    cfg = _config(tmp_path, data)
+    cfg = _config(runs_dir, data)
     reg = open_registry(None, out=cfg.registry.out)  # type: ignore[union-attr]
     bad = reg.register(bad_model(tmp_path / "bad.onnx"), name="det").version
     reg.promote("det", bad, to="production")
@@ -52,12 +53,12 @@ def test_better_candidate_is_promoted_worse_is_kept_as_staging(tmp_path: Path) -
     assert run.data.params["trigger"] == "test"
 
 
-def test_dry_run_records_the_plan_and_changes_nothing(tmp_path: Path) -> None:
+def test_dry_run_records_the_plan_and_changes_nothing(tmp_path: Path, runs_dir: Path) -> None:
     from detforge.deploy.registry import open_registry
     from detforge.monitor.retrain import run_cycle
 
     data = holdout(tmp_path / "holdout")
-    cfg = _config(tmp_path, data, dry_run="true")
+    cfg = _config(runs_dir, data, dry_run="true")
     reg = open_registry(None, out=cfg.registry.out)  # type: ignore[union-attr]
     v1 = reg.register(good_model(tmp_path / "good.onnx"), name="det").version
     reg.promote("det", v1, to="production")
@@ -68,10 +69,10 @@ def test_dry_run_records_the_plan_and_changes_nothing(tmp_path: Path) -> None:
     assert run.data.tags["decision"] == "dry-run"
 
 
-def test_production_model_needed_to_fine_tune(tmp_path: Path) -> None:
+def test_production_model_needed_to_fine_tune(tmp_path: Path, runs_dir: Path) -> None:
     from detforge.core.errors import ConfigError
     from detforge.monitor.retrain import run_cycle
 
-    cfg = _config(tmp_path, holdout(tmp_path / "h"), **{"retrain.model": "production"})
+    cfg = _config(runs_dir, holdout(tmp_path / "h"), **{"retrain.model": "production"})
     with pytest.raises(ConfigError, match="no production version"):
         run_cycle(cfg)

@@ -7,13 +7,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from tests.stream_server import MjpegServer
 from typer.testing import CliRunner
 
 from detforge.cli import app
 from detforge.runtime.pipeline import run_pipeline
 from detforge.runtime.sources import open_source
 from detforge.testing import FakeBackend, fake_model, random_image, write_image
-from tests.stream_server import MjpegServer
 
 
 def test_stream_reconnects_when_the_server_drops_and_comes_back() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from tests.stream_server import MjpegServer
 
 from detforge.serve import ServeConfig, create_app
 from detforge.testing import FakeBackend, fake_model, solid_image, write_video
-from tests.stream_server import MjpegServer
 
 from .conftest import encode, running_server
 
