@@ -69,7 +69,8 @@ def _split_images(data: str | Path, split: str | None, max_images: int | None) -
 def build_reference(model: str | Path, data: str | Path, *, split: str | None = "val",
                     conf: float = 0.25, iou: float = 0.7, imgsz: tuple[int, int] | None = None,
                     device: str = "auto", max_images: int | None = None,
-                    min_images: int = 8, progress: bool = False) -> Reference:
+                    min_images: int = 8, batch: int | str = "auto",
+                    progress: bool = False) -> Reference:
     """Reference statistics of ``model`` on a dataset split.
 
     Args:
@@ -82,6 +83,7 @@ def build_reference(model: str | Path, data: str | Path, *, split: str | None = 
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         max_images: Read at most this many images of the split.
         min_images: Refuse a reference built on fewer images.
+        batch: Images per inference call, or ``"auto"``.
         progress: Show a progress bar.
 
     Returns:
@@ -104,8 +106,8 @@ def build_reference(model: str | Path, data: str | Path, *, split: str | None = 
     with load_model(file, device=device, imgsz=imgsz, conf=conf, iou=iou) as m:
         builder = ReferenceBuilder(model_identity(m, file), conf=conf, iou=iou)
         items: Sequence[SourceItem] = [SourceItem(source=str(p), path=p) for p in paths]
-        stats = run_pipeline(m, items, [_ReferenceSink(builder)], progress=progress,
-                             warmup=False)
+        stats = run_pipeline(m, items, [_ReferenceSink(builder)], batch=batch,
+                             progress=progress, warmup=False)
     if stats.skipped:
         first = stats.skipped_sources[0]
         raise DatasetError(f"{stats.skipped} image(s) could not be read (first: {first[0]}: "
