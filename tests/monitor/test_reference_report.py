@@ -39,8 +39,8 @@ def test_cli_reference_writes_the_file(tiny_model: Path, known_data: Path,
 
 @pytest.mark.parametrize("text,expect", [
     ("{not json", "not JSON"),
-    ('{"format": "something-else/1"}', "not a detforge reference"),
-    ('{"format": "detforge-reference/1", "created": "x"}', "malformed reference"),
+    ('{"format": "something-else/1"}', "Input should be 'detforge-reference/1'"),
+    ('{"format": "detforge-reference/1", "created": "x"}', "invalid reference: missing"),
     ("", "not JSON"),
 ], ids=["syntax", "format", "fields", "empty"])
 def test_malformed_reference_is_one_line_error(tmp_path: Path, text: str, expect: str) -> None:
@@ -61,7 +61,7 @@ def test_counts_that_do_not_add_up_are_refused(reference: tuple[Reference, Path]
     data["signals"]["score"]["counts"][0] += 1
     bad = tmp_path / "tampered.json"
     bad.write_text(json.dumps(data))
-    with pytest.raises(ConfigError, match="signals.score.*add up"):
+    with pytest.raises(ConfigError, match="signals.score.*add up to 121"):
         load_reference(bad)
 
 

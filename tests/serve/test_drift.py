@@ -118,4 +118,4 @@ def test_cli_refuses_a_malformed_reference_in_one_line(served: tuple[Path, Path,
     res = CliRunner().invoke(app, ["serve", str(served[0]), "--reference", str(bad)])
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and "malformed reference" in lines[0]
+    assert len(lines) == 1 and "invalid reference" in lines[0]

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from detforge.core.errors import ConfigError, DatasetError
-from detforge.monitor.reference import ModelIdentity, Reference, ReferenceBuilder, sha256_file
+from detforge.export.engine_plan import sha256_file
+from detforge.monitor.reference import ModelIdentity, Reference, ReferenceBuilder
 from detforge.monitor.signals import detection_stats, image_stats
 from detforge.runtime.model import Model
 from detforge.runtime.sinks import Prediction

@@ -23,15 +23,15 @@ File format (JSON, ``format: detforge-reference/1``)::
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from detforge.core.artefacts.io import read_artefact
 from detforge.core.atomic import atomic_write_text
 from detforge.core.config import StrictModel
 from detforge.core.errors import ConfigError
@@ -39,18 +39,9 @@ from detforge.monitor.drift import bin_counts, quantile_edges, quantiles
 from detforge.monitor.signals import CONTINUOUS, DetectionStats, ImageStats
 
 __all__ = ["FORMAT", "ModelIdentity", "Reference", "ReferenceBuilder", "SignalReference",
-           "load_reference", "sha256_file"]
+           "load_reference"]
 
-FORMAT = "detforge-reference/1"
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+FORMAT: Literal["detforge-reference/1"] = "detforge-reference/1"
 
 
 class ModelIdentity(StrictModel):
@@ -97,7 +88,7 @@ class SignalReference(StrictModel):
 class Reference(StrictModel):
     """Reference statistics of one model (see the module docstring)."""
 
-    format: str = FORMAT
+    format: Literal["detforge-reference/1"] = FORMAT
     created: str
     model: ModelIdentity
     conf: float = Field(ge=0.0, le=1.0)
@@ -107,8 +98,6 @@ class Reference(StrictModel):
 
     @model_validator(mode="after")
     def _complete(self) -> Reference:
-        if self.format != FORMAT:
-            raise ValueError(f"format {self.format!r} is not {FORMAT!r}")
         missing = [s for s in (*CONTINUOUS, "class") if s not in self.signals]
         if missing:
             raise ValueError(f"signals {missing} are missing")
@@ -165,29 +154,8 @@ def load_reference(path: str | Path) -> Reference:
         ConfigError: One line naming the file and what is wrong (missing, not JSON, not a
             reference, a malformed field).
     """
-    path = Path(path)
-    fix = "rebuild it with `detforge monitor reference MODEL --data DATASET --out FILE`"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: reference file not found; {fix}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the reference ({exc}); {fix}") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}: not JSON ({exc.msg}); {fix}") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        got = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ConfigError(f"{path}: not a detforge reference (format {got!r}, expected "
-                          f"{FORMAT!r}); {fix}")
-    try:
-        return Reference.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "file"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{path}: malformed reference at {loc}: {msg}; {fix}") from exc
+    return read_artefact(path, Reference, what="reference", fix="rebuild it with "
+                         "`detforge monitor reference MODEL --data DATASET --out FILE`")
 
 
 class ReferenceBuilder:
