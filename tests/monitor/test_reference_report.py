@@ -133,3 +133,23 @@ def test_report_refuses_too_few_records(reference: tuple[Reference, Path], tiny_
     res = runner.invoke(app, ["monitor", "report", "--reference", str(reference[1]),
                               "--jsonl", str(dets), "--min-images", "100"])
     assert res.exit_code == 2 and "at least 100" in res.output
+
+
+def test_predict_with_a_reference_measures_image_signals_too(
+        reference: tuple[Reference, Path], tiny_model: Path, known_data: Path,
+        tmp_path: Path) -> None:
+    args = ["predict", str(tiny_model), "--out", str(tmp_path / "d.jsonl"), "--device", "cpu",
+            "--no-progress", "--reference", str(reference[1]), "--fail-on-drift"]
+    same = runner.invoke(app, [*args[:2], str(known_data), *args[2:]])
+    assert same.exit_code == 0, same.output
+    assert "within thresholds" in same.output
+    dark = darken(known_data, tmp_path / "dark")
+    res = runner.invoke(app, [*args[:2], str(dark), *args[2:]])
+    assert res.exit_code == 5, res.output
+    assert (tmp_path / "d.jsonl").is_file()  # the records are written all the same
+    row = next(line for line in res.output.splitlines() if line.startswith("brightness"))
+    assert row.endswith("DRIFT")
+    other = tiny_onnx_model(tmp_path / "other.onnx", classes=("car", "bus"))
+    res = runner.invoke(app, ["predict", str(other), str(known_data), "--out",
+                              str(tmp_path / "o.jsonl"), "--reference", str(reference[1])])
+    assert res.exit_code == 2 and "built for classes" in res.output

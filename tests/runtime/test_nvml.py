@@ -108,7 +108,12 @@ def test_batch_auto_uses_free_memory(fake_nvml: FakeNvml) -> None:
 
 
 def test_everything_degrades_without_nvml(no_nvml: None) -> None:
+    from detforge.testing import FakeBackend, fake_model
+
     assert gpu_mod.nvml() is None and gpu_mod.gpu_samples() == []
+    backend = FakeBackend.echo()
+    backend.device = "cuda:0"
+    assert "gpu" not in fake_model(backend).statistics()
     with gpu_mod.GpuMonitor("cuda:0") as mon:
         pass
     assert mon.summary() == {}
@@ -127,6 +132,8 @@ def test_serve_metrics_export_gpu_figures(fake_nvml: FakeNvml) -> None:
     config = ServeConfig(model="fake", api_key_env=None)
     with running_server(create_app(config, load=lambda: fake_model(backend))) as url:
         text = httpx.get(f"{url}/metrics").text
+        info = httpx.get(f"{url}/v1/model").json()
+    assert info["gpu"]["name"] == "NVIDIA L4" and info["gpu"]["vram_total_mb"] == 16384
     total = float(text.split('detforge_gpu_memory_total_bytes{gpu="0"} ')[1].split()[0])
     assert total == 16 * GiB
     assert 'detforge_gpu_utilization_ratio{gpu="0"} 0.75' in text

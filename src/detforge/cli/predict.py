@@ -58,6 +58,12 @@ def predict_command(
     realtime: Annotated[float | None, typer.Option(
         help="Replay images or videos as a live stream at this many frames per second "
              "(e.g. a KITTI image_2 folder at 10); late frames are dropped and counted.")] = None,
+    reference: Annotated[Path | None, typer.Option(
+        help="Reference statistics of this model (`detforge monitor reference`): print the "
+             "run's drift against it, image signals included.")] = None,
+    fail_on_drift: Annotated[bool, typer.Option(
+        help="With --reference: exit 5 (after writing OUT) when a signal is past its PSI "
+             "threshold.")] = False,
     fail_on_skip: Annotated[bool, typer.Option(
         help="Exit 3 (after writing every other record) when an input was skipped as "
              "unreadable, refused or too large.")] = False,
@@ -86,7 +92,7 @@ def predict_command(
                     workers=workers, every=every, fps=fps, keyframes=keyframes, device=device,
                     track=track, progress=progress, spin=spin, fast_decode=fast_decode, gt=gt,
                     streams=parse_streams(streams), max_pixels=max_pixels, partial=partial,
-                    reconnect=reconnect, live=live, realtime=realtime)
+                    reconnect=reconnect, live=live, realtime=realtime, reference=reference)
     typer.echo(stats.format())
     if stats.interrupted:
         typer.echo(f"interrupted: {out} not written; " + (
@@ -94,12 +100,19 @@ def predict_command(
             else "pass --partial to keep the records so far"))
         raise typer.Exit(130)
     typer.echo(f"wrote {out}" + (f" and {save_vis}/" if save_vis else ""))
+    if stats.drift is not None:
+        from detforge.monitor.report import format_result
+
+        typer.echo(format_result(stats.drift))
     if stats.never_read:
         typer.echo(f"no frame was ever read from {', '.join(stats.never_read)}", err=True)
         raise typer.Exit(4)
     if fail_on_skip and stats.skipped:
         typer.echo(f"{stats.skipped} input(s) skipped (--fail-on-skip)", err=True)
         raise typer.Exit(3)
+    if fail_on_drift and stats.drift is not None and stats.drift.drifted:
+        typer.echo(f"drift in {', '.join(stats.drift.drifted)} (--fail-on-drift)", err=True)
+        raise typer.Exit(5)
 
 
 def register(app: typer.Typer) -> None:

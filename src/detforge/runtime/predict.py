@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from detforge.core.errors import ConfigError
 from detforge.core.storage import storage_errors
@@ -13,6 +14,21 @@ from detforge.runtime.sources import open_source
 from detforge.runtime.stats import RunStats
 
 __all__ = ["parse_batch", "parse_imgsz", "parse_streams", "predict"]
+
+
+def _drift_sink(m: Any, model: str | Path, reference: str | Path, conf: float,
+                window: int | None) -> Any:
+    """A sink measuring drift against ``reference`` (checked against the loaded model)."""
+    from detforge.monitor.build import model_identity
+    from detforge.monitor.live import LiveMonitor
+    from detforge.monitor.reference import load_reference
+    from detforge.monitor.sink import DriftSink
+    from detforge.runtime.loader import resolve_model_path
+
+    ref = load_reference(reference)
+    ref.check_model(model_identity(m, resolve_model_path(model)), conf=conf,
+                    where=str(reference))
+    return DriftSink(LiveMonitor(ref, window=window or 1_000_000, min_images=1, cache_s=0))
 
 
 def parse_imgsz(text: str | None) -> tuple[int, int] | None:
@@ -68,7 +84,8 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
             progress: bool = True, spin: bool = False, fast_decode: bool = False,
             gt: str | Path | None = None, streams: int | str = "auto",
             max_pixels: int | None = None, partial: bool = False, reconnect: int = 5,
-            live: bool = True, realtime: float | None = None) -> RunStats:
+            live: bool = True, realtime: float | None = None,
+            reference: str | Path | None = None, drift_window: int | None = None) -> RunStats:
     """Detect objects in every image or sampled frame of ``source`` and write them to ``out``.
 
     ``out`` is written only when the run finishes. After an error, a full disk or Ctrl-C
@@ -109,6 +126,10 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         live: Keep only the newest frame of a stream; what inference cannot keep up with
             is dropped and counted.
         realtime: Replay images and videos as a stream at this many frames per second.
+        reference: Reference statistics of this model (``detforge monitor reference``):
+            the run's drift against it is measured (every signal, image ones included) and
+            left in ``stats.drift``. A reference of another model is refused.
+        drift_window: Measure drift over the last N images (default: all of them).
 
     Returns:
         The run's statistics (``interrupted`` is True after Ctrl-C; ``out`` is then not
@@ -137,6 +158,10 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         try:
             if save_vis is not None:
                 sinks.append(VisSink(save_vis, m.classes))
+            drift = None if reference is None else _drift_sink(m, model, reference, conf,
+                                                               drift_window)
+            if drift is not None:
+                sinks.append(drift)
         except BaseException:
             sinks[0].abort()
             raise
@@ -145,6 +170,8 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
                                  progress=progress, fast_decode=fast_decode, streams=streams)
         stats.gpu = gpu.summary()
         stats.add_source_counters(src)
+        if drift is not None:
+            stats.drift = drift.monitor.result()
     if not stats.interrupted:
         partial_path(out).unlink(missing_ok=True)  # superseded by the finished output
     return stats

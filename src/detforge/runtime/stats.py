@@ -66,6 +66,7 @@ class RunStats:
         stream_frames: Frames read from live streams.
         never_read: Streams that never delivered a frame.
         gpu: GPU figures of the run (:meth:`detforge.runtime.gpu.GpuMonitor.summary`), or {}.
+        drift: Drift against a reference (``predict --reference``), or None.
     """
 
     images: int = 0
@@ -83,6 +84,7 @@ class RunStats:
     stream_frames: int = 0
     never_read: list[str] = field(default_factory=list)
     gpu: dict[str, Any] = field(default_factory=dict)
+    drift: Any = None
     _times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -382,7 +382,8 @@ async def model_info(request: Request) -> dict[str, Any]:
             "conf": model.conf, "iou": model.iou, "max_det": model.max_det,
             "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms,
             "max_queue": cfg.max_queue, "max_images": cfg.max_images,
-            "max_image_mb": cfg.max_image_mb}
+            "max_image_mb": cfg.max_image_mb, "gpu": model.statistics().get("gpu"),
+            "drift": state.monitor is not None}
 
 
 @_router.post("/v1/detect")
