@@ -23,15 +23,22 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages the tests drive: Chromium for the library web page (Playwright uses it,
-# never a browser of its own). Installed only when missing and we are root with apt-get;
-# otherwise a note, and the browser tests skip.
+# never a browser of its own) and Prometheus (prometheus + promtool) for the monitoring
+# assets. Each is installed only when missing and we are root with apt-get (one apt-get
+# run for all of them; nothing runs when all are present); otherwise a note, and the tests
+# that need it skip.
+SYSTEM_DEPS := /usr/bin/chromium=chromium:fonts-dejavu-core /usr/bin/promtool=prometheus
 system-deps:
-	@if [ -x /usr/bin/chromium ]; then echo "system-deps: chromium present"; \
+	@missing=""; for dep in $(SYSTEM_DEPS); do bin=$${dep%%=*}; pkgs=$${dep#*=}; \
+	  if [ -x "$$bin" ]; then echo "system-deps: $$bin present"; \
+	  else missing="$$missing $$(echo $$pkgs | tr : ' ')"; fi; done; \
+	if [ -z "$$missing" ]; then exit 0; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "system-deps: installing$$missing"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends chromium fonts-dejavu-core) \
-	  || echo "system-deps: chromium could not be installed; the browser tests will skip"; \
-	else echo "system-deps: not root or no apt-get; install chromium to run the browser tests"; fi
+	    --no-install-recommends $$missing) \
+	  || echo "system-deps: could not install$$missing; the tests that need them will skip"; \
+	else echo "system-deps: not root or no apt-get; install$$missing to run the tests that need them"; fi
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -38,6 +38,7 @@ NOT_RUN = {  # example (prefix) -> why it is not run here
     "detforge deploy": "needs an exported model; verify runs on the device",
     "detforge registry": "needs a bundle (tests/deploy)",
     "detforge library": "needs a detector, CLIP weights and a photo folder (tests/library)",
+    "detforge monitor": "needs an exported model, a running server or promtool (tests/monitor)",
     "detforge serve": "starts a server (tests/serve)",
     "DETFORGE_API_KEY=": "starts a server (tests/serve)",
 }

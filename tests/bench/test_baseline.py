@@ -72,7 +72,8 @@ def test_json_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "b.json"
     BenchResult(rows=[ROW, rect], skipped=["x"], settings={"repeats": 3}).write_json(path)
     data = json.loads(path.read_text())
-    assert [list(r) for r in data["rows"]] == [[*ROW_KEYS, "streams"]] * 2
+    assert [list(r) for r in data["rows"]] == [[*ROW_KEYS, "streams", "gpu_peak_mb",
+                                                "gpu_util"]] * 2
     assert data["rows"][0]["imgsz"] == 320 and data["rows"][1]["imgsz"] == [480, 640]
     assert data["rows"][0]["map50_95"] is None
     assert read_rows(path) == [ROW, rect]

@@ -30,7 +30,7 @@ def first_run(bench_models: dict[str, Path], bench_images: Path,
 def test_table_and_json(first_run: tuple[Path, str]) -> None:
     out, output = first_run
     rows = json.loads(out.read_text())["rows"]
-    assert [tuple(r) for r in rows] == [(*ROW_KEYS, "streams")] * 3
+    assert [tuple(r) for r in rows] == [(*ROW_KEYS, "streams", "gpu_peak_mb", "gpu_util")] * 3
     assert [(r["model"], r["batch"], r["imgsz"]) for r in rows] == [
         ("dynamic.onnx", 1, 64), ("dynamic.onnx", 2, 64), ("fixed.onnx", 1, 64)]
     # --streams auto on a CPU: two streams wherever there are two cores

@@ -44,6 +44,7 @@ IMGSZ_COMMANDS = {  # command -> arguments that reach the --imgsz parsing
     "deploy": ["deploy", "bundle", "m.pt", "--target", "t4"],
     "serve": ["serve", "m.onnx"],
     "library": ["library", "index", ".", "--model", "m.onnx"],
+    "monitor": ["monitor", "reference", "m.onnx", "--data", "ds", "--out", "r.json"],
 }
 
 

@@ -203,6 +203,16 @@ def test_int8_bundle_with_data_verifies(root: Path, source: Path, dataset: Path)
     report = verify_bundle(folder, speed_seconds=0.05, min_device_agreement=0)  # TOY_MODEL
     assert report.passed, report.reasons
     assert verify_bundle(out / "jetson-nano", speed_seconds=0.05, min_device_agreement=0).passed
+    # monitoring: the bundled model's own reference, and the Prometheus/Grafana files
+    from detforge.monitor import load_reference, model_identity
+    from detforge.runtime import load_model
+
+    ref = load_reference(folder / "monitor" / "reference.json")
+    with load_model(folder / "model_int8.onnx", device="cpu") as m:
+        ref.check_model(model_identity(m, folder / "model_int8.onnx"), conf=0.25)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {"monitor/reference.json", "monitor/prometheus.yml",
+            "monitor/grafana/dashboards/detforge.json"} <= set(manifest["files"])
 
 
 def test_int8_bundle_on_bccd(root: Path, source: Path, bccd_path: Path) -> None:

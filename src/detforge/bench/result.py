@@ -5,7 +5,8 @@ CLI's interface, used by scripts and CI baselines): ``model``, ``format``, ``pre
 ``batch``, ``imgsz`` (an int when square, else ``[height, width]``), ``model_only_ips``,
 ``end_to_end_ips``, ``p50_ms``, ``p95_ms``, ``p99_ms``, ``peak_rss_mb`` and ``map50_95``
 (null without ``--data``); then ``streams``, the batches inferred at once (rows written
-before it existed read as 1).
+before it existed read as 1), and ``gpu_peak_mb`` / ``gpu_util`` (peak GPU memory in use and
+mean utilisation through NVML; null on a CPU).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class BenchRow:
         peak_rss_mb: Peak resident memory of the benchmark process while this row ran, MiB.
         map50_95: COCO mAP@[.5:.95] on ``--data``, or None.
         streams: Batches inferred at once, in both the model-only and end-to-end runs.
+        gpu_peak_mb: Peak GPU memory in use while the row ran (NVML), or None on a CPU.
+        gpu_util: Mean GPU utilisation (0..1) while the row ran, or None.
     """
 
     model: str
@@ -65,6 +68,8 @@ class BenchRow:
     peak_rss_mb: float
     map50_95: float | None = None
     streams: int = 1
+    gpu_peak_mb: float | None = None
+    gpu_util: float | None = None
 
     @property
     def key(self) -> RowKey:
@@ -80,7 +85,8 @@ class BenchRow:
                 "p50_ms": round(self.p50_ms, 3), "p95_ms": round(self.p95_ms, 3),
                 "p99_ms": round(self.p99_ms, 3), "peak_rss_mb": round(self.peak_rss_mb, 1),
                 "map50_95": None if self.map50_95 is None else round(self.map50_95, 5),
-                "streams": self.streams}
+                "streams": self.streams, "gpu_peak_mb": self.gpu_peak_mb,
+                "gpu_util": self.gpu_util}
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any], *, where: str = "row") -> BenchRow:
@@ -106,10 +112,15 @@ class BenchRow:
                        int(row["batch"]), size, _num(row["model_only_ips"]),
                        _num(row["end_to_end_ips"]), _num(row["p50_ms"]), _num(row["p95_ms"]),
                        _num(row["p99_ms"]), _num(row["peak_rss_mb"]),
-                       None if map_ is None else _num(map_), int(row.get("streams", 1)))
+                       None if map_ is None else _num(map_), int(row.get("streams", 1)),
+                       _opt(row.get("gpu_peak_mb")), _opt(row.get("gpu_util")))
         except (TypeError, ValueError, IndexError, KeyError) as exc:
             raise ConfigError(f"{where}: bad value ({exc}); numbers are expected for the "
                               f"figures and an int or [height, width] for imgsz") from exc
+
+
+def _opt(value: Any) -> float | None:
+    return None if value is None else _num(value)
 
 
 def _num(value: Any) -> float:

@@ -59,6 +59,7 @@ class _Combo:
     e2e_s: float = 0.0
     peak_bytes: int = 0
     map50_95: float | None = None
+    gpu: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -149,13 +150,15 @@ def _model_only(combo: _Combo, seconds: float) -> None:
 
 def _measure(combo: _Combo, source: str | Path, seconds: float,
              pipeline: dict[str, Any]) -> None:
+    from detforge.runtime.gpu import GpuMonitor
     from detforge.runtime.pipeline import run_pipeline
     from detforge.runtime.sources import open_source
 
-    with RssSampler() as rss:
+    with RssSampler() as rss, GpuMonitor(str(combo.model.backend.device)) as gpu:
         _model_only(combo, seconds)
         stats = run_pipeline(combo.model, open_source(source), [], batch=combo.batch,
                              streams=combo.streams, progress=False, warmup=False, **pipeline)
+    combo.gpu = gpu.summary() or combo.gpu
     if stats.images == 0:
         raise ConfigError(f"source {source}: the pipeline read no image "
                           f"({stats.skipped} skipped); check it with `detforge data validate`")
@@ -174,7 +177,9 @@ def _row(combo: _Combo) -> BenchRow:
                     model_only_ips=combo.batch * len(times) / combo.model_only_s,
                     end_to_end_ips=combo.e2e_images / combo.e2e_s if combo.e2e_s else 0.0,
                     p50_ms=p50, p95_ms=p95, p99_ms=p99, peak_rss_mb=combo.peak_bytes / 2**20,
-                    map50_95=combo.map50_95, streams=combo.streams)
+                    map50_95=combo.map50_95, streams=combo.streams,
+                    gpu_peak_mb=combo.gpu.get("vram_peak_mb"),
+                    gpu_util=combo.gpu.get("util_mean"))
 
 
 def _accuracy(combos: list[_Combo], data: str | Path, split: str | None,

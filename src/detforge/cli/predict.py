@@ -49,6 +49,21 @@ def predict_command(
     partial: Annotated[bool, typer.Option(
         help="If the run stops early (error, full disk, Ctrl-C), keep the records so far in "
              "OUT's .partial file (dets.partial.jsonl); without it nothing is written.")] = False,
+    reconnect: Annotated[int, typer.Option(
+        help="Stream reconnection attempts in a row (with backoff 0.5 s doubling to 10 s) "
+             "before a stream is given up; -1: forever.")] = 5,
+    live: Annotated[bool, typer.Option(
+        help="Streams: keep only the newest frame, dropping (and counting) what inference "
+             "cannot keep up with, so latency stays flat.")] = True,
+    realtime: Annotated[float | None, typer.Option(
+        help="Replay images or videos as a live stream at this many frames per second "
+             "(e.g. a KITTI image_2 folder at 10); late frames are dropped and counted.")] = None,
+    reference: Annotated[Path | None, typer.Option(
+        help="Reference statistics of this model (`detforge monitor reference`): print the "
+             "run's drift against it, image signals included.")] = None,
+    fail_on_drift: Annotated[bool, typer.Option(
+        help="With --reference: exit 5 (after writing OUT) when a signal is past its PSI "
+             "threshold.")] = False,
     fail_on_skip: Annotated[bool, typer.Option(
         help="Exit 3 (after writing every other record) when an input was skipped as "
              "unreadable, refused or too large.")] = False,
@@ -61,8 +76,13 @@ def predict_command(
 
     Example: detforge predict model.onnx ds/images --format coco --gt gt.json --out dt.json
 
+    Example: detforge predict model.onnx rtsp://cam1/stream --out dets.jsonl --fps 5
+
+    Example: detforge predict model.onnx kitti/image_2 --realtime 10 --out dets.jsonl
+
     OUT is written only when the run finishes. Unreadable or oversized inputs are skipped,
-    listed and counted ("skipped: N"); the exit code stays 0 unless --fail-on-skip.
+    listed and counted ("skipped: N"); the exit code stays 0 unless --fail-on-skip. A stream
+    that never delivered a frame exits 4.
     """
     from detforge.runtime.predict import parse_batch, parse_imgsz, parse_streams, predict
     from detforge.runtime.sinks import partial_path
@@ -71,7 +91,8 @@ def predict_command(
                     max_det=max_det, batch=parse_batch(batch), imgsz=parse_imgsz(imgsz),
                     workers=workers, every=every, fps=fps, keyframes=keyframes, device=device,
                     track=track, progress=progress, spin=spin, fast_decode=fast_decode, gt=gt,
-                    streams=parse_streams(streams), max_pixels=max_pixels, partial=partial)
+                    streams=parse_streams(streams), max_pixels=max_pixels, partial=partial,
+                    reconnect=reconnect, live=live, realtime=realtime, reference=reference)
     typer.echo(stats.format())
     if stats.interrupted:
         typer.echo(f"interrupted: {out} not written; " + (
@@ -79,9 +100,19 @@ def predict_command(
             else "pass --partial to keep the records so far"))
         raise typer.Exit(130)
     typer.echo(f"wrote {out}" + (f" and {save_vis}/" if save_vis else ""))
+    if stats.drift is not None:
+        from detforge.monitor.report import format_result
+
+        typer.echo(format_result(stats.drift))
+    if stats.never_read:
+        typer.echo(f"no frame was ever read from {', '.join(stats.never_read)}", err=True)
+        raise typer.Exit(4)
     if fail_on_skip and stats.skipped:
         typer.echo(f"{stats.skipped} input(s) skipped (--fail-on-skip)", err=True)
         raise typer.Exit(3)
+    if fail_on_drift and stats.drift is not None and stats.drift.drifted:
+        typer.echo(f"drift in {', '.join(stats.drift.drifted)} (--fail-on-drift)", err=True)
+        raise typer.Exit(5)
 
 
 def register(app: typer.Typer) -> None:

@@ -38,21 +38,55 @@ def serve_command(
         "DETFORGE_API_KEY"),
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime CPU threads.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    reference: Annotated[str | None, typer.Option(
+        help="Reference statistics (`detforge monitor reference`): drift gauges per signal "
+             "and class on /metrics. A reference of another model is refused.")] = None,
+    monitor_config: Annotated[str | None, typer.Option(
+        help="monitor.yaml: drift window and thresholds (and the reference, if it names "
+             "one).")] = None,
+    drift_window: Annotated[int | None, typer.Option(help="Images in the drift window.")] = None,
+    drift_min_images: Annotated[int | None, typer.Option(
+        help="Images the window needs before drift is reported.")] = None,
+    drift_psi: Annotated[float | None, typer.Option(help="PSI threshold of every signal.")] = None,
+    max_video_mb: Annotated[float, typer.Option(help="Largest video upload (MiB).")] = 200.0,
+    max_video_frames: Annotated[int, typer.Option(
+        help="Most sampled frames per video or stream job.")] = 10_000,
+    max_jobs: Annotated[int, typer.Option(help="Video and stream jobs kept at once.")] = 8,
+    allow_streams: Annotated[bool, typer.Option(
+        help="Accept POST /v1/streams (the server connects to the URLs clients send).")] = False,
 ) -> None:
-    """Serve a detector over HTTP: POST /v1/detect, GET /health, /ready, /metrics, /v1/model.
+    """Serve a detector over HTTP: POST /v1/detect, /v1/videos, /v1/streams; GET /health,
+    /ready, /metrics, /v1/model, /v1/jobs/ID.
 
     Example: detforge serve model.onnx --port 8000
     (then: curl -F images=@a.jpg localhost:8000/v1/detect)
+
+    Example: detforge serve model.onnx --reference ref.json
+    (then: curl --data-binary @clip.mp4 -H 'Content-Type: video/mp4'
+    'localhost:8000/v1/videos?fps=2&wait=true')
     """
     from detforge.runtime.predict import parse_imgsz
     from detforge.serve import ServeConfig, serve
 
+    drift: dict[str, object] = {}
+    if monitor_config is not None:
+        from detforge.monitor import load_monitor_config
+
+        mcfg = load_monitor_config(monitor_config)
+        drift = {"reference": str(mcfg.reference) if mcfg.reference else None,
+                 "drift_window": mcfg.window.images, "drift_min_images": mcfg.window.min_images,
+                 "drift_psi": mcfg.thresholds.psi, "drift_thresholds": mcfg.thresholds.signals}
+    drift.update({k: v for k, v in {"reference": reference, "drift_window": drift_window,
+                                    "drift_min_images": drift_min_images,
+                                    "drift_psi": drift_psi}.items() if v is not None})
     config = ServeConfig.from_options(
         model=model, host=host, port=port, device=device, conf=conf, iou=iou, max_det=max_det,
         imgsz=parse_imgsz(imgsz), max_batch=max_batch, max_wait_ms=max_wait_ms,
         max_queue=max_queue, max_image_mb=max_image_mb, max_images=max_images,
         max_pixels=max_pixels, body_timeout=body_timeout, min_upload_rate=min_upload_rate,
-        api_key_env=api_key_env or None, threads=threads, log_level=log_level)
+        api_key_env=api_key_env or None, threads=threads, log_level=log_level,
+        max_video_mb=max_video_mb, max_video_frames=max_video_frames, max_jobs=max_jobs,
+        allow_streams=allow_streams, **drift)
     serve(config)
 
 

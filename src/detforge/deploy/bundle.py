@@ -14,6 +14,9 @@
     verify_on_device.py            the engine check for devices without detforge (Python 3.6)
     reference/                     images + detections.json from the workstation, and
                                    device/: network inputs and expected objects
+    monitor/                       Prometheus config and alert rules, Grafana dashboard,
+                                   docker-compose, and (with --data) reference.json for
+                                   `serve --reference` (detforge.monitor.bundle)
     manifest.json                  sha256 of every file, target, lineage, fidelity, signature
 
 Decisions are in ``docs/decisions/0004-deployment-bundles.md``.
@@ -39,6 +42,7 @@ from detforge.deploy.target_folder import Choice, Options, PlanSlot, bundle_file
 from detforge.deploy.targets import Target, get_target, resolve_precision
 from detforge.export.engine_check import require_buildable
 from detforge.export.engine_plan import engine_file_name, onnx_input, sha256_file
+from detforge.monitor.bundle import MonitorFiles
 from detforge.runtime.metadata import ModelMeta
 
 if TYPE_CHECKING:
@@ -282,7 +286,8 @@ def bundle_model(model: str | Path, *, targets: Sequence[str], out: str | Path,
                        source={"path": str(model), "sha256": sha256_file(model)},
                        hmac_key=hmac_key, sign_key=Path(sign_key) if sign_key else None,
                        pad_fill=pad_fill)
-        refs = References(images, thresholds, work, source_size)
+        refs = MonitorFiles(References(images, thresholds, work, source_size), data=data,
+                            conf=conf, iou=iou)
         for choice in tqdm(choices, desc="bundles", unit="target", disable=None):
             say(f"{choice.target.name}: {choice.precision}, batch {choice.batch}")
             partial = stage_dir(out / choice.target.name)

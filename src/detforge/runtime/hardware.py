@@ -38,6 +38,7 @@ class HardwareProfile:
         gpu_name: Name of CUDA device 0, or None without a usable GPU.
         gpu_memory_bytes: Memory of that GPU, or None.
         ort_providers: ONNX Runtime execution providers available here.
+        gpu_free_bytes: Free memory of that GPU now (NVML), or None.
     """
 
     cpu_cores: int
@@ -45,6 +46,7 @@ class HardwareProfile:
     gpu_name: str | None
     gpu_memory_bytes: int | None
     ort_providers: tuple[str, ...]
+    gpu_free_bytes: int | None = None
 
     @property
     def has_cuda(self) -> bool:
@@ -54,6 +56,10 @@ class HardwareProfile:
 
 def detect_hardware(*, probe_torch: bool = False) -> HardwareProfile:
     """Detect CPU cores, memory and GPU.
+
+    The GPU's name, total and free memory come from NVML (:mod:`detforge.runtime.gpu`)
+    when it is there; torch is asked only when NVML is not and ``probe_torch`` is set or
+    torch is already imported.
 
     Args:
         probe_torch: Import torch to read the GPU name and memory even when it is not
@@ -68,8 +74,15 @@ def detect_hardware(*, probe_torch: bool = False) -> HardwareProfile:
         providers: tuple[str, ...] = tuple(ort.get_available_providers())
     except ImportError:
         providers = ()
+    from detforge.runtime.gpu import gpu_index, gpu_sample
+
     gpu_name: str | None = None
     gpu_mem: int | None = None
+    sample = gpu_sample(gpu_index("cuda:0") or 0)
+    if sample is not None:
+        return HardwareProfile(cpu_cores=cpu_cores(), memory_bytes=_memory_bytes(),
+                               gpu_name=sample.name, gpu_memory_bytes=sample.total_bytes,
+                               ort_providers=providers, gpu_free_bytes=sample.free_bytes)
     if probe_torch or "torch" in sys.modules:
         try:
             import torch
@@ -96,8 +109,10 @@ def choose_batch(profile: HardwareProfile, *, device: str, fixed_batch: int | No
     2-core CPU (640x480 JPEGs, YOLO11n; BENCHMARKS.md, Inference streams): two streams at
     640 ran batch 1 at 17.7 img/s, batch 2 at 17.5 and batch 4 at 16.9; at 320 batches 1,
     2 and 4 were within 3 %. The dynamic batcher only waits a few milliseconds for a batch to
-    fill, so a slow stream still runs image by image. On a GPU the batch grows with GPU
-    memory and shrinks with input area.
+    fill, so a slow stream still runs image by image. On a GPU the batch grows with the
+    GPU's *free* memory (NVML; total memory when only that is known, 8 GiB when neither)
+    and shrinks with input area: 2 images per free GiB at 640x640, at most 32, so another
+    process holding most of the card leaves a small batch instead of an out-of-memory error.
 
     Args:
         profile: The machine.
@@ -114,7 +129,9 @@ def choose_batch(profile: HardwareProfile, *, device: str, fixed_batch: int | No
     if fixed_batch is not None:
         return fixed_batch
     if device.startswith("cuda"):
-        gib = (profile.gpu_memory_bytes or 8 * 2**30) / 2**30
+        memory = profile.gpu_free_bytes if profile.gpu_free_bytes is not None else (
+            profile.gpu_memory_bytes or 8 * 2**30)
+        gib = memory / 2**30
         area = input_hw[0] * input_hw[1] / (640 * 640)
         batch = max(1, min(32, int(2 * gib / max(area, 0.25))))
     else:

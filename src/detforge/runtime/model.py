@@ -150,6 +150,24 @@ class Model:
         for _ in range(runs):
             self.infer(dummy, backend=backend)
 
+    def statistics(self) -> dict[str, Any]:
+        """Backend, device, input size, layout and precision; on a GPU also its memory in use
+        and utilisation now (NVML, :mod:`detforge.runtime.gpu`; absent without one)."""
+        from detforge.runtime.gpu import gpu_index, gpu_sample
+
+        b: Any = self.backend
+        out: dict[str, Any] = {"backend": b.name, "device": b.device, "imgsz": list(self.imgsz),
+                               "classes": len(self.classes), "layout": self.meta.layout,
+                               "precision": self.meta.precision}
+        index = gpu_index(str(b.device))
+        sample = gpu_sample(index) if index is not None else None
+        if sample is not None:
+            out["gpu"] = {"index": sample.index, "name": sample.name,
+                          "vram_used_mb": round(sample.used_bytes / 2**20, 1),
+                          "vram_total_mb": round(sample.total_bytes / 2**20, 1),
+                          "utilization": sample.utilization}
+        return out
+
     def close(self) -> None:
         """Release the backend."""
         self.backend.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from detforge.core.errors import ConfigError
 from detforge.core.imgsz import parse_optional_imgsz
@@ -14,6 +15,21 @@ from detforge.runtime.sources import open_source
 from detforge.runtime.stats import RunStats
 
 __all__ = ["parse_batch", "parse_imgsz", "parse_streams", "predict"]
+
+
+def _drift_sink(m: Any, model: str | Path, reference: str | Path, conf: float,
+                window: int | None) -> Any:
+    """A sink measuring drift against ``reference`` (checked against the loaded model)."""
+    from detforge.monitor.build import model_identity
+    from detforge.monitor.live import LiveMonitor
+    from detforge.monitor.reference import load_reference
+    from detforge.monitor.sink import DriftSink
+    from detforge.runtime.loader import resolve_model_path
+
+    ref = load_reference(reference)
+    ref.check_model(model_identity(m, resolve_model_path(model)), conf=conf,
+                    where=str(reference))
+    return DriftSink(LiveMonitor(ref, window=window or 1_000_000, min_images=1, cache_s=0))
 
 
 def parse_imgsz(text: str | None) -> tuple[int, int] | None:
@@ -59,7 +75,9 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
             keyframes: bool = False, device: str = "auto", track: bool = False,
             progress: bool = True, spin: bool = False, fast_decode: bool = False,
             gt: str | Path | None = None, streams: int | str = "auto",
-            max_pixels: int | None = None, partial: bool = False) -> RunStats:
+            max_pixels: int | None = None, partial: bool = False, reconnect: int = 5,
+            live: bool = True, realtime: float | None = None,
+            reference: str | Path | None = None, drift_window: int | None = None) -> RunStats:
     """Detect objects in every image or sampled frame of ``source`` and write them to ``out``.
 
     ``out`` is written only when the run finishes. After an error, a full disk or Ctrl-C
@@ -96,6 +114,14 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         max_pixels: Largest image or frame (width x height) decoded; larger ones are skipped
             before decoding (default 64,000,000, or ``$DETFORGE_MAX_PIXELS``).
         partial: Keep the records of an unfinished run in ``dets.partial.jsonl``.
+        reconnect: Stream reconnection attempts in a row before giving up (-1: forever).
+        live: Keep only the newest frame of a stream; what inference cannot keep up with
+            is dropped and counted.
+        realtime: Replay images and videos as a stream at this many frames per second.
+        reference: Reference statistics of this model (``detforge monitor reference``):
+            the run's drift against it is measured (every signal, image ones included) and
+            left in ``stats.drift``. A reference of another model is refused.
+        drift_window: Measure drift over the last N images (default: all of them).
 
     Returns:
         The run's statistics (``interrupted`` is True after Ctrl-C; ``out`` is then not
@@ -109,7 +135,10 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
     Example:
         >>> stats = predict("model.onnx", "photos/", out="dets.jsonl")  # doctest: +SKIP
     """
-    src = open_source(source, every=every, fps=fps, keyframes=keyframes, max_pixels=max_pixels)
+    from detforge.runtime.gpu import GpuMonitor
+
+    src = open_source(source, every=every, fps=fps, keyframes=keyframes, max_pixels=max_pixels,
+                      reconnect=reconnect, live=live, realtime=realtime)
     tracker: Tracker | None = None
     if track:
         from detforge.runtime.track import ByteTracker
@@ -121,11 +150,20 @@ def predict(model: str | Path, source: str | Path, *, out: str | Path, fmt: str 
         try:
             if save_vis is not None:
                 sinks.append(VisSink(save_vis, m.classes))
+            drift = None if reference is None else _drift_sink(m, model, reference, conf,
+                                                               drift_window)
+            if drift is not None:
+                sinks.append(drift)
         except BaseException:
             sinks[0].abort()
             raise
-        stats = run_pipeline(m, src, sinks, batch=batch, workers=workers, tracker=tracker,
-                             progress=progress, fast_decode=fast_decode, streams=streams)
+        with GpuMonitor(m.backend.device) as gpu:
+            stats = run_pipeline(m, src, sinks, batch=batch, workers=workers, tracker=tracker,
+                                 progress=progress, fast_decode=fast_decode, streams=streams)
+        stats.gpu = gpu.summary()
+        stats.add_source_counters(src)
+        if drift is not None:
+            stats.drift = drift.monitor.result()
     if not stats.interrupted:
         partial_path(out).unlink(missing_ok=True)  # superseded by the finished output
     return stats

@@ -60,6 +60,13 @@ class RunStats:
         skipped_sources: ``(source, reason)`` per skipped input.
         batch_size: Largest batch the run was set to (``--batch`` as resolved).
         streams: Batches inferred at once (``--streams`` as resolved).
+        dropped: Frames of live streams (or realtime replay) dropped because inference was
+            behind; not predicted, and counted here.
+        reconnects: Stream reconnections.
+        stream_frames: Frames read from live streams.
+        never_read: Streams that never delivered a frame.
+        gpu: GPU figures of the run (:meth:`detforge.runtime.gpu.GpuMonitor.summary`), or {}.
+        drift: Drift against a reference (``predict --reference``), or None.
     """
 
     images: int = 0
@@ -72,6 +79,12 @@ class RunStats:
     skipped_sources: list[tuple[str, str]] = field(default_factory=list)
     batch_size: int = 0
     streams: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    stream_frames: int = 0
+    never_read: list[str] = field(default_factory=list)
+    gpu: dict[str, Any] = field(default_factory=dict)
+    drift: Any = None
     _times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -90,6 +103,13 @@ class RunStats:
         """Images per second over the wall time."""
         return self.images / self.wall_s if self.wall_s > 0 else 0.0
 
+    def add_source_counters(self, source: Any) -> None:
+        """Copy a :class:`~detforge.runtime.sources.Source`'s stream counters."""
+        self.dropped = int(getattr(source, "dropped", 0))
+        self.reconnects = int(getattr(source, "reconnects", 0))
+        self.stream_frames = int(getattr(source, "frames_read", 0))
+        self.never_read = list(getattr(source, "never_read", []))
+
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary."""
         stages = {}
@@ -103,7 +123,10 @@ class RunStats:
                 "batches": self.batches, "batch_size": self.batch_size,
                 "streams": self.streams, "wall_s": round(self.wall_s, 3),
                 "images_per_s": round(self.throughput, 2), "interrupted": self.interrupted,
-                "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1), "stages": stages}
+                "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1), "stages": stages,
+                "dropped": self.dropped, "reconnects": self.reconnects,
+                "stream_frames": self.stream_frames, "never_read": list(self.never_read),
+                "gpu": dict(self.gpu)}
 
     def format(self) -> str:
         """A human-readable multi-line summary."""
@@ -113,6 +136,18 @@ class RunStats:
                  f"peak RSS {s['peak_rss_mb']} MB  batch {s['batch_size']} x "
                  f"{s['streams']} stream(s)" + ("  (interrupted)" if self.interrupted
                                                 else "")]
+        if self.stream_frames or self.dropped or self.reconnects or self.never_read:
+            e2e = s["stages"].get("end_to_end", {})
+            lines.append(f"stream: {self.stream_frames} frames read, {self.dropped} dropped "
+                         f"(inference behind), {self.reconnects} reconnection(s); latency per "
+                         f"frame p50 {e2e.get('p50_ms', 0):.1f} ms, p95 "
+                         f"{e2e.get('p95_ms', 0):.1f} ms")
+        if self.gpu:
+            g = self.gpu
+            util = "" if g.get("util_mean") is None else (
+                f", utilisation mean {g['util_mean']:.0%} peak {g['util_peak']:.0%}")
+            lines.append(f"gpu {g['gpu']} ({g['name']}): VRAM {g['vram_used_mb']:.0f} MiB now, "
+                         f"peak {g['vram_peak_mb']:.0f} of {g['vram_total_mb']:.0f} MiB{util}")
         lines.append(f"{'stage':<12}{'count':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
         for name, st in s["stages"].items():
             lines.append(f"{name:<12}{st['count']:>7}{st['p50_ms']:>10.2f}{st['p95_ms']:>10.2f}"

@@ -11,6 +11,13 @@ Request bodies are read with a deadline per piece (``--body-timeout``) and a min
 rate (``--min-upload-rate``), and they hold the shared body budget only for the bytes that
 have arrived, so connections that declare large bodies and then go quiet hold nothing and
 are closed with 408. See docs/decisions/0027-serve-timeouts.md.
+
+Videos and streams (:mod:`detforge.serve.jobs`): ``POST /v1/videos`` (the video as the raw
+body) answers 202 with a job, or 200 with every frame's detections when ``wait=true``;
+``POST /v1/streams`` (``--allow-streams``) starts a job on an rtsp:// or http(s):// URL;
+``GET /v1/jobs/{id}`` reads a job's state and results, ``DELETE`` stops it. With
+``--reference`` every image and frame also feeds the drift monitor
+(:mod:`detforge.monitor.live`), whose gauges ``/metrics`` exposes.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -29,16 +37,21 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from detforge.core.detections import Detections
+from detforge.monitor.live import LiveMonitor
+from detforge.monitor.signals import ImageStats, image_stats
 from detforge.runtime import Model, load_model, resolve_model_path
 from detforge.runtime.preprocess import LetterboxInfo
 from detforge.runtime.sinks import Prediction
 from detforge.serve.batcher import Batcher, NotReady, Overloaded
+from detforge.serve.collectors import DriftCollector, GpuCollector
 from detforge.serve.config import ServeConfig
+from detforge.serve.jobs import JobLimitError, JobRunner, Sampling
 from detforge.serve.metrics import ServeMetrics
 from detforge.serve.uploads import (
     Upload,
@@ -46,15 +59,19 @@ from detforge.serve.uploads import (
     check_size,
     decode_image_bytes,
     parse_multipart,
+    video_container,
 )
 
 __all__ = ["ApiError", "create_app"]
 
 log = logging.getLogger("detforge.serve")
-_ENDPOINTS = frozenset({"/health", "/ready", "/metrics", "/v1/model", "/v1/detect"})
+_ENDPOINTS = frozenset({"/health", "/ready", "/metrics", "/v1/model", "/v1/detect",
+                        "/v1/videos", "/v1/streams", "/v1/jobs"})
 _RAW_TYPES = ("image/", "application/octet-stream")
+_VIDEO_TYPES = ("video/", "application/octet-stream")
+_STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 
-Prepared = tuple[int, int, NDArray[np.float32], LetterboxInfo]
+Prepared = tuple[int, int, NDArray[np.float32], LetterboxInfo, ImageStats | None]
 
 
 class ApiError(Exception):
@@ -108,6 +125,9 @@ class _State:
     api_key: str | None
     model_name: str
     bodies: _BodyBudget
+    videos: _BodyBudget
+    monitor: LiveMonitor | None
+    jobs: JobRunner
 
 
 def create_app(config: ServeConfig, *, load: Callable[[], Model] | None = None,
@@ -125,13 +145,16 @@ def create_app(config: ServeConfig, *, load: Callable[[], Model] | None = None,
         The FastAPI app; run it with uvicorn (its lifespan starts and stops the worker).
 
     Raises:
-        ConfigError: ``config.model`` designates no loadable model file.
+        ConfigError: ``config.model`` designates no loadable model file, or the reference
+            (``config.reference``) is unreadable. A reference of another model stops the
+            server when the model has loaded (through ``on_failure``).
 
     Example:
         >>> app = create_app(ServeConfig(model="model.onnx"))  # doctest: +SKIP
         >>> uvicorn.run(app, port=8000)  # doctest: +SKIP
     """
     name = "model"
+    file: Path | None = None
     if load is None:
         file = resolve_model_path(config.model, device=config.device)
         name = file.name
@@ -141,30 +164,66 @@ def create_app(config: ServeConfig, *, load: Callable[[], Model] | None = None,
                               conf=config.conf, iou=config.iou, max_det=config.max_det,
                               threads=config.threads)
 
+    monitor = _live_monitor(config)
+    load_model_only = load
+
+    def load_checked() -> Model:
+        model = load_model_only()
+        if monitor is not None:
+            try:
+                _check_reference(monitor, model, file, config)
+            except BaseException:
+                model.close()
+                raise
+        return model
+
     def failed(exc: BaseException) -> None:
         log.error("model %s failed to load: %s: %s", name, type(exc).__name__, exc)
         if on_failure is not None:
             on_failure(exc)
 
     metrics_box: list[ServeMetrics] = []
-    batcher = Batcher(load, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000,
-                      max_queue=config.max_queue, warmup=config.warmup,
-                      on_batch=lambda n, s: metrics_box[0].observe_batch(n, s),
-                      on_failure=failed)
+
+    def on_batch(n: int, seconds: float) -> None:
+        metrics_box[0].observe_batch(n, seconds)
+        gpu.sample(every_s=0.5)
+
+    batcher = Batcher(load_checked, max_batch=config.max_batch,
+                      max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue,
+                      warmup=config.warmup, on_batch=on_batch, on_failure=failed)
+    gpu = GpuCollector(lambda: None if batcher.model is None else str(
+        getattr(batcher.model.backend, "device", "cpu")))
     bodies = _BodyBudget(config.max_queue * (config.max_image_bytes + 16 * 1024))
+    videos = _BodyBudget(config.max_jobs * config.max_video_bytes)
+    collectors: list[Any] = [gpu]
+    if monitor is not None:
+        collectors.append(DriftCollector(monitor))
     metrics = ServeMetrics(queue_depth=lambda: batcher.queue_depth,
                            ready=lambda: batcher.ready, queue_capacity=config.max_queue,
-                           uploads=lambda: bodies.readers, upload_bytes=lambda: bodies.used)
+                           uploads=lambda: bodies.readers + videos.readers,
+                           upload_bytes=lambda: bodies.used + videos.used,
+                           collectors=collectors)
     metrics_box.append(metrics)
-    state = _State(config, batcher, metrics, config.api_key(), name, bodies)
+
+    def observe_frame(img: NDArray[np.uint8], det: Detections, w: int, h: int) -> None:
+        if monitor is not None:
+            monitor.observe(image_stats(img), det, w, h)
+
+    jobs = JobRunner(batcher, max_jobs=config.max_jobs, max_frames=config.max_video_frames,
+                     max_pixels=config.max_pixels, stream_keep=config.stream_keep,
+                     observe=observe_frame if monitor is not None else None)
+    state = _State(config, batcher, metrics, config.api_key(), name, bodies, videos, monitor,
+                   jobs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
-        log.info("loading %s (auth %s)", name, "on" if state.api_key else "off")
+        log.info("loading %s (auth %s, drift %s)", name, "on" if state.api_key else "off",
+                 "on" if monitor is not None else "off")
         try:
             yield
         finally:
+            await run_in_threadpool(jobs.close)
             await run_in_threadpool(batcher.close, config.graceful_timeout_s)
 
     app = FastAPI(title="detforge serve", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -184,11 +243,42 @@ def create_app(config: ServeConfig, *, load: Callable[[], Model] | None = None,
             response = _body(500, "internal_error", f"{request.method} {request.url.path}: "
                              f"{type(exc).__name__}: {exc}")
         path = request.url.path
+        if path.startswith("/v1/jobs/"):
+            path = "/v1/jobs"
         metrics.observe_request(path if path in _ENDPOINTS else "other",
                                 response.status_code, time.perf_counter() - start)
         return response
 
     return app
+
+
+def _live_monitor(config: ServeConfig) -> LiveMonitor | None:
+    """The drift monitor of ``config.reference`` (None without one)."""
+    if config.reference is None:
+        return None
+    from detforge.monitor.reference import load_reference
+    from detforge.monitor.window import Thresholds
+
+    reference = load_reference(config.reference)
+    return LiveMonitor(reference, window=config.drift_window,
+                       min_images=config.drift_min_images,
+                       thresholds=Thresholds(config.drift_psi, dict(config.drift_thresholds)))
+
+
+def _check_reference(monitor: LiveMonitor, model: Model, file: Path | None,
+                     config: ServeConfig) -> None:
+    """Refuse a reference of another model (classes, file, training run) or threshold."""
+    from detforge.monitor.build import model_identity
+    from detforge.monitor.reference import ModelIdentity
+
+    ref = monitor.reference
+    if file is not None:
+        identity = model_identity(model, file)
+    else:  # a model built in-process: only its classes can be compared
+        identity = ModelIdentity(file=ref.model.file, sha256=ref.model.sha256,
+                                 classes=model.classes, imgsz=model.imgsz,
+                                 layout=model.meta.layout, run_id=model.meta.run_id)
+    ref.check_model(identity, conf=config.conf, where=str(config.reference))
 
 
 # -- error handlers ----------------------------------------------------------------------
@@ -292,7 +382,8 @@ async def model_info(request: Request) -> dict[str, Any]:
             "conf": model.conf, "iou": model.iou, "max_det": model.max_det,
             "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms,
             "max_queue": cfg.max_queue, "max_images": cfg.max_images,
-            "max_image_mb": cfg.max_image_mb}
+            "max_image_mb": cfg.max_image_mb, "gpu": model.statistics().get("gpu"),
+            "drift": state.monitor is not None}
 
 
 @_router.post("/v1/detect")
@@ -331,9 +422,10 @@ async def _detect(request: Request, state: _State, hold: _Hold, conf: float | No
         batcher.check_room(len(uploads))
         if model is None:
             raise NotReady("the model is not loaded")
-        prepared = await run_in_threadpool(_prepare, uploads, model, cfg.max_pixels)
-        future = batcher.submit([(t, info) for _, _, t, info in prepared], conf=conf, iou=iou,
-                                max_det=max_det)
+        prepared = await run_in_threadpool(_prepare, uploads, model, cfg.max_pixels,
+                                           state.monitor is not None)
+        future = batcher.submit([(t, info) for _, _, t, info, _ in prepared], conf=conf,
+                                iou=iou, max_det=max_det)
     except UploadError as exc:
         raise ApiError(exc.status, exc.error, str(exc)) from exc
     except Overloaded as exc:
@@ -347,8 +439,12 @@ async def _detect(request: Request, state: _State, hold: _Hold, conf: float | No
         log.exception("inference failed")
         raise ApiError(500, "inference_failed", f"{type(exc).__name__}: {exc}") from exc
     state.metrics.images.inc(len(uploads))
+    if state.monitor is not None:
+        for (w, h, _, _, stats), det in zip(prepared, detections, strict=True):
+            if stats is not None:
+                state.monitor.observe(stats, det, w, h, conf=conf)
     results = []
-    for up, (w, h, _, _), det in zip(uploads, prepared, detections, strict=True):
+    for up, (w, h, _, _, _), det in zip(uploads, prepared, detections, strict=True):
         rec = Prediction(up.filename, None, w, h, det).to_record(model.classes)
         results.append({"filename": up.filename, "width": w, "height": h,
                         "detections": rec["detections"]})
@@ -434,11 +530,122 @@ async def _receive(request: Request, cfg: ServeConfig, limit: int, over: ApiErro
                            _CLOSE)
 
 
-def _prepare(uploads: list[Upload], model: Model, max_pixels: int) -> list[Prepared]:
-    """Decode and letterbox (on a thread-pool thread; reads only the model's metadata)."""
+def _prepare(uploads: list[Upload], model: Model, max_pixels: int,
+             with_stats: bool = False) -> list[Prepared]:
+    """Decode and letterbox (on a thread-pool thread; reads only the model's metadata);
+    with ``with_stats`` also measure the image signals of the drift monitor."""
     out: list[Prepared] = []
     for up in uploads:
         img = decode_image_bytes(up.data, up.filename, max_pixels=max_pixels)
         tensor, info = model.preprocess(img)
-        out.append((img.shape[1], img.shape[0], tensor, info))
+        out.append((img.shape[1], img.shape[0], tensor, info,
+                    image_stats(img) if with_stats else None))
     return out
+
+
+# -- videos, streams and jobs ------------------------------------------------------------
+@_router.post("/v1/videos")
+async def video(
+    request: Request,
+    every: Annotated[int, Query(ge=1)] = 1,
+    fps: Annotated[float | None, Query(gt=0)] = None,
+    keyframes: bool = False,
+    wait: bool = False,
+) -> Response:
+    """Detect objects in the frames of a video sent as the raw body (``video/*``)."""
+    state = _state(request)
+    cfg = state.config
+    _authorize(request, state)
+    if not state.batcher.ready:
+        raise _not_ready(None, state)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not media.startswith(_VIDEO_TYPES):
+        raise ApiError(415, "unsupported_media_type", f"Content-Type {media or '(none)'!r} is "
+                       f"not accepted; send the video file as the body with a video/* "
+                       f"Content-Type (e.g. curl --data-binary @clip.mp4 -H 'Content-Type: "
+                       f"video/mp4')")
+    limit = cfg.max_video_bytes
+    over = ApiError(413, "video_too_large", f"video over {limit / 2**20:.3g} MiB "
+                    f"(--max-video-mb); cut it or raise the limit")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise over
+    hold = _Hold(state.videos)
+    try:
+        body = await _receive_body(request, cfg, limit, over, hold)
+        suffix = video_container(bytes(body[:400]))
+        if suffix is None:
+            raise ApiError(415, "unsupported_video_format", "the body is not a video container "
+                           "detforge reads (MP4/MOV, AVI, MKV/WebM, MPEG-TS, MPEG-PS); images "
+                           "go to /v1/detect")
+        try:
+            job = state.jobs.start_video(bytes(body), suffix, Sampling(every, fps, keyframes))
+        except JobLimitError as exc:
+            raise ApiError(503, "too_many_jobs", str(exc), {"Retry-After": "5"}) from exc
+    finally:
+        hold.release()
+    return await _job_answer(job, wait)
+
+
+class _StreamRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    every: int = Field(1, ge=1)
+    fps: float | None = Field(None, gt=0)
+    keyframes: bool = False
+    reconnect: int = Field(5, ge=-1)
+
+
+@_router.post("/v1/streams")
+async def stream(request: Request, body: _StreamRequest) -> Response:
+    """Start a job on a live stream (``--allow-streams``)."""
+    state = _state(request)
+    _authorize(request, state)
+    if not state.config.allow_streams:
+        raise ApiError(403, "streams_disabled", "this server does not open streams; start it "
+                       "with --allow-streams (it then connects to the URLs clients send)")
+    if not body.url.lower().startswith(_STREAM_SCHEMES):
+        raise ApiError(422, "invalid_parameter", f"url {body.url!r}: use an rtsp://, "
+                       f"rtsps://, http:// or https:// stream")
+    if not state.batcher.ready:
+        raise _not_ready(None, state)
+    try:
+        job = state.jobs.start_stream(body.url, Sampling(body.every, body.fps, body.keyframes),
+                                      reconnect=body.reconnect)
+    except JobLimitError as exc:
+        raise ApiError(503, "too_many_jobs", str(exc), {"Retry-After": "5"}) from exc
+    return await _job_answer(job, False)
+
+
+async def _job_answer(job: Any, wait: bool) -> Response:
+    if wait:
+        await asyncio.to_thread(job.done.wait)
+        if job.state == "failed":
+            raise ApiError(422, "bad_video", f"{job.source}: {job.error}")
+        return JSONResponse(job.to_dict())
+    return JSONResponse({"job": job.id, "state": job.state, "url": f"/v1/jobs/{job.id}"},
+                        status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+@_router.get("/v1/jobs/{job_id}")
+async def job_status(request: Request, job_id: str,
+                     results: bool = True) -> dict[str, Any]:
+    """A job's state, counters and per-frame results so far."""
+    state = _state(request)
+    _authorize(request, state)
+    job = state.jobs.get(job_id)
+    if job is None:
+        raise ApiError(404, "no_such_job", f"no job {job_id!r} (finished jobs are forgotten "
+                       f"once --max-jobs newer ones exist)")
+    return job.to_dict(results=results)
+
+
+@_router.delete("/v1/jobs/{job_id}")
+async def job_cancel(request: Request, job_id: str) -> dict[str, Any]:
+    """Stop a job; the results so far are kept."""
+    state = _state(request)
+    _authorize(request, state)
+    job = state.jobs.cancel(job_id)
+    if job is None:
+        raise ApiError(404, "no_such_job", f"no job {job_id!r}")
+    return job.to_dict(results=False)

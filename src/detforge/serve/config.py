@@ -44,6 +44,18 @@ class ServeConfig(StrictModel):
         warmup: Run dummy batches before reporting ready.
         log_level: uvicorn log level.
         graceful_timeout_s: Longest shutdown waits for requests in flight.
+        reference: Reference statistics (``detforge monitor reference``): turns on the drift
+            gauges; a reference of another model or class list stops the server at start.
+        drift_window: Images in the drift window.
+        drift_min_images: Images the window needs before drift is reported.
+        drift_psi: PSI threshold of every signal (exported as ``detforge_drift_threshold``).
+        drift_thresholds: Per-signal PSI thresholds (``monitor.yaml`` ``thresholds.signals``).
+        max_video_mb: Largest uploaded video, in MiB; past it 413.
+        max_video_frames: Most sampled frames one video or stream job may run.
+        max_jobs: Video and stream jobs kept (running or finished); past it 503.
+        allow_streams: Accept ``POST /v1/streams`` (the server then connects to the URLs
+            clients give it: rtsp://, rtsps://, http://, https://).
+        stream_keep: Most recent frames whose results a stream job keeps.
 
     Example:
         >>> ServeConfig(model="model.onnx", max_batch=4).max_queue
@@ -71,6 +83,16 @@ class ServeConfig(StrictModel):
     warmup: bool = True
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     graceful_timeout_s: float = Field(30.0, ge=0.0)
+    reference: str | None = None
+    drift_window: int = Field(500, ge=1, le=1_000_000)
+    drift_min_images: int = Field(50, ge=1)
+    drift_psi: float = Field(0.2, gt=0.0)
+    drift_thresholds: dict[str, float] = Field(default_factory=dict)
+    max_video_mb: float = Field(200.0, gt=0.0)
+    max_video_frames: int = Field(10_000, ge=1)
+    max_jobs: int = Field(8, ge=1)
+    allow_streams: bool = False
+    stream_keep: int = Field(1000, ge=1)
 
     @model_validator(mode="after")
     def _fits_queue(self) -> ServeConfig:
@@ -111,6 +133,11 @@ class ServeConfig(StrictModel):
     def max_image_bytes(self) -> int:
         """Largest encoded image, in bytes."""
         return int(self.max_image_mb * _MB)
+
+    @property
+    def max_video_bytes(self) -> int:
+        """Largest uploaded video, in bytes."""
+        return int(self.max_video_mb * _MB)
 
     @property
     def max_body_bytes(self) -> int:

@@ -15,12 +15,17 @@ detforge_queue_capacity             gauge      ``--max-queue``
 detforge_model_ready                gauge      1 once the model is loaded and warmed up
 detforge_uploads_in_progress        gauge      requests whose bodies are being received
 detforge_upload_bytes               gauge      body bytes received and held by them
+detforge_jobs                       gauge      video and stream jobs by ``kind`` and ``state``
 ==================================  =========  ===========================================
+
+With ``--reference`` the drift gauges and detection histograms, and on a GPU the memory
+and utilisation gauges, are added by :mod:`detforge.serve.collectors`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["ServeMetrics"]
 
@@ -38,11 +43,13 @@ class ServeMetrics:
         queue_capacity: ``--max-queue``.
         uploads: Returns the requests receiving their bodies now.
         upload_bytes: Returns the body bytes they hold.
+        collectors: More collectors for the registry (drift, GPU).
     """
 
     def __init__(self, *, queue_depth: Callable[[], int], ready: Callable[[], bool],
                  queue_capacity: int, uploads: Callable[[], int] = lambda: 0,
-                 upload_bytes: Callable[[], int] = lambda: 0) -> None:
+                 upload_bytes: Callable[[], int] = lambda: 0,
+                 collectors: Sequence[Any] = ()) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry(auto_describe=True)
@@ -69,6 +76,10 @@ class ServeMetrics:
               registry=reg).set_function(lambda: float(uploads()))
         Gauge("detforge_upload_bytes", "Request body bytes received and held.",
               registry=reg).set_function(lambda: float(upload_bytes()))
+        self.jobs = Gauge("detforge_jobs", "Video and stream jobs by kind and state.",
+                          ["kind", "state"], registry=reg)
+        for collector in collectors:
+            reg.register(collector)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         """Record one inference batch (called on the worker thread)."""

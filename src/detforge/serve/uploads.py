@@ -15,7 +15,8 @@ from numpy.typing import NDArray
 
 from detforge.core.imageio import ImageError, decode_image
 
-__all__ = ["IMAGE_FIELD", "Upload", "UploadError", "decode_image_bytes", "parse_multipart"]
+__all__ = ["IMAGE_FIELD", "Upload", "UploadError", "decode_image_bytes", "parse_multipart",
+           "video_container"]
 
 IMAGE_FIELD = "images"
 """The multipart field that carries image files."""
@@ -174,5 +175,37 @@ def decode_image_bytes(data: bytes, filename: str, *, max_pixels: int) -> NDArra
     try:
         return decode_image(data, name=filename, max_pixels=max_pixels)
     except ImageError as exc:
+        container = video_container(data)
+        if container is not None:
+            raise UploadError(415, "video_not_image", f"{filename}: this is a video "
+                              f"({container[1:]}), not an image; POST it to /v1/videos "
+                              f"(per-frame results, with every/fps/keyframes sampling)") from exc
         status, error = _STATUS.get(exc.kind, (400, "bad_image"))
         raise UploadError(status, error, str(exc)) from exc
+
+
+def video_container(data: bytes) -> str | None:
+    """The file suffix of a video container told by its magic bytes, or None.
+
+    Recognised: MP4 / MOV / M4V (an ISO-BMFF box at offset 4), AVI (RIFF ... AVI), Matroska
+    and WebM (EBML header), MPEG-TS (sync byte every 188 bytes) and MPEG program streams.
+    Anything else is refused before a decoder sees it.
+
+    Example:
+        >>> video_container(bytes(4) + b"ftypisom" + bytes(8))
+        '.mp4'
+        >>> video_container(b"GIF89a") is None
+        True
+    """
+    head = data[:12]
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
+        return ".mp4" if head[4:8] == b"ftyp" else ".mov"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return ".avi"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return ".mkv"
+    if len(data) > 376 and data[0] == 0x47 and data[188] == 0x47 and data[376] == 0x47:
+        return ".ts"
+    if head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"):
+        return ".mpg"
+    return None
