@@ -9,11 +9,13 @@ Forms::
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from detforge.cli.ray_option import RAY_HELP, RayCommand
 from detforge.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -90,6 +92,9 @@ def evaluate(
     = "auto",
     operating_conf: Annotated[float, typer.Option(
         "--operating-conf", help="Confidence of P/R/F1 and the confusion matrix.")] = 0.25,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="[ADDRESS]", help=RAY_HELP + " The COCO evaluation runs as tasks, "
+        "one group of categories each (for very large results files).")] = None,
 ) -> None:
     """COCO metrics (identical to pycocotools), per-class AP and P/R/F1, reports.
 
@@ -102,7 +107,8 @@ def evaluate(
 
     opts = {"imgsz": parse_imgsz(imgsz), "conf": conf, "iou": iou, "batch": batch,
             "device": device, "operating_conf": operating_conf}
-    results = _results(models or [], data, predictions, gt, compare, split, opts)
+    with contextlib.nullcontext() if ray is None else _on_cluster(ray):
+        results = _results(models or [], data, predictions, gt, compare, split, opts)
     typer.echo(compare_results(results).to_text())
     if len(results) == 1:
         res = next(iter(results.values()))
@@ -120,6 +126,12 @@ def evaluate(
         typer.echo(f"report -> {html_out}")
 
 
+def _on_cluster(address: str) -> contextlib.AbstractContextManager[Any]:
+    from detforge.scale.evaluate import evaluation_on_cluster
+
+    return evaluation_on_cluster(address)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``evaluate`` to the root ``detforge`` group."""
-    app.command("evaluate")(evaluate)
+    app.command("evaluate", cls=RayCommand)(evaluate)
