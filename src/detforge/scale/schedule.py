@@ -315,16 +315,15 @@ class _Run:
         self.calls: dict[Any, _Chunk] = {}
         self.items = 0
         from ray.exceptions import (
-            ActorUnavailableError,
             NodeDiedError,
             ObjectLostError,
             RayActorError,
             WorkerCrashedError,
         )
 
+        # RayActorError covers a dead actor and one restarting (ActorUnavailableError)
         self.system_errors: tuple[type[BaseException], ...] = (
-            RayActorError, ActorUnavailableError, WorkerCrashedError, ObjectLostError,
-            NodeDiedError)
+            RayActorError, WorkerCrashedError, ObjectLostError, NodeDiedError)
 
     # -- submission ------------------------------------------------------------------------
     def submit(self, chunk: _Chunk, avoid: int | None = None) -> None:
