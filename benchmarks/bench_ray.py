@@ -18,7 +18,9 @@ What it does:
    single-thread inference actors) over all the images into JSON Lines, in alternating
    order so load from elsewhere on a shared machine hits both alike. The cluster's figure
    is over the run's wall time (the driver loop, actors already loaded) and, separately,
-   including the actors' start. Both outputs are checked byte for byte.
+   including the actors' start. Both outputs are checked byte for byte. The CPU time of
+   this process is recorded per image: for the local run that is the whole pipeline, for
+   the cluster run the driver alone (the cost that does not spread over nodes).
 
 Prints a table and writes the JSON. Not run by the tests.
 """
@@ -29,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -103,6 +106,11 @@ def startup(model: Path, images: Path, cpus: int) -> dict[str, float]:
             "stop_cluster_s": round(t_stop, 2)}
 
 
+def _cpu_s() -> float:
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
 def throughput(model: Path, images: Path, rounds: int, cpus: int,
                chunk: int) -> list[dict[str, Any]]:
     """Per round: images/s of the local pipeline and of the cluster run, same inputs."""
@@ -124,6 +132,7 @@ def throughput(model: Path, images: Path, rounds: int, cpus: int,
             row: dict[str, Any] = {"round": r + 1}
             for name in (("local", "ray") if r % 2 == 0 else ("ray", "local")):
                 target = out_dir / f"{name}.jsonl"
+                cpu0 = _cpu_s()
                 t0 = time.perf_counter()
                 if name == "local":
                     stats: Any = predict(model, images, out=target, progress=False)
@@ -137,6 +146,8 @@ def throughput(model: Path, images: Path, rounds: int, cpus: int,
                     row["ray_actor_start_s"] = round(stats.setup_s, 2)
                     row["retried"] = stats.retried
                 row["images"] = stats.images
+                row[f"{name}_cpu_ms_per_image_this_process"] = round(
+                    (_cpu_s() - cpu0) * 1000 / max(1, stats.images), 3)
             row["ratio"] = round(row["ray_ips"] / row["local_ips"], 3)
             row["ratio_with_actor_start"] = round(row["ray_ips_with_actor_start"]
                                                   / row["local_ips"], 3)
@@ -170,7 +181,8 @@ def main() -> None:
     rows = throughput(model, images, args.rounds, cpus, args.chunk)
     median = {k: round(statistics.median(r[k] for r in rows), 3)
               for k in ("local_ips", "ray_ips", "ray_ips_with_actor_start", "ratio",
-                        "ratio_with_actor_start")}
+                        "ratio_with_actor_start", "local_cpu_ms_per_image_this_process",
+                        "ray_cpu_ms_per_image_this_process")}
     print(f"\n{'':34}{'local':>10}{'ray':>10}{'ray/local':>11}")
     print(f"{'images/s (median of rounds)':34}{median['local_ips']:>10.1f}"
           f"{median['ray_ips']:>10.1f}{median['ratio']:>10.2f}x")
@@ -178,6 +190,9 @@ def main() -> None:
           f"{median['ratio_with_actor_start']:>10.2f}x")
     print(f"{'cold start to first results (s)':34}{'':>10}"
           f"{cold['total_to_first_results_s']:>10.1f}")
+    print(f"{'CPU ms per image in this process':34}"
+          f"{median['local_cpu_ms_per_image_this_process']:>10.2f}"
+          f"{median['ray_cpu_ms_per_image_this_process']:>10.2f}  (ray: the driver alone)")
     import onnxruntime as ort
     import ray
 

@@ -12,7 +12,11 @@ A local cluster never touches the network beyond loopback:
   gRPC servers bind the node address); the address is checked after start-up and the run is
   refused if it is anything else;
 * ``RAY_USAGE_STATS_ENABLED=0``: no usage report;
-* ``include_dashboard=False``: no dashboard web server.
+* ``include_dashboard=False``: no dashboard web page.
+
+Its workers also run at the priority of this process (``RAY_worker_niceness=0``; Ray's own
+default is 15): they are the run's compute, as the local pipeline's threads are, and on a
+machine shared with other jobs a nice-15 worker gets a fraction of a core.
 
 A process that is already connected (``ray.is_initialized()``: a notebook, a test session)
 keeps its connection and the run leaves it open.
@@ -40,6 +44,7 @@ __all__ = ["LOCAL_ENV", "Cluster", "ClusterInfo", "import_ray", "reraise_cause"]
 LOCAL_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_worker_niceness": "0",
 }
 """Environment of a local cluster (inherited by its GCS, raylet and workers)."""
 
