@@ -67,7 +67,8 @@ class ClusterInfo:
     """The cluster a run used.
 
     Attributes:
-        address: ``local`` or the address connected to.
+        address: ``local``, the address given, or the GCS address of a connection the
+            process already had.
         started: A local cluster was started (and stopped) for the run.
         nodes: Live nodes.
         cpus: Logical CPUs over all nodes.
@@ -84,7 +85,8 @@ class ClusterInfo:
 
     def describe(self) -> str:
         """One line for run summaries."""
-        how = "local cluster (127.0.0.1), started" if self.started else f"cluster {self.address}"
+        how = ("local cluster (127.0.0.1) started" if self.started
+               else f"cluster at {self.address} reached")
         return (f"ray: {how} in {self.connect_s:.1f} s; {self.nodes} node(s), "
                 f"{self.cpus:g} CPU(s), {self.gpus:g} GPU(s)")
 
@@ -121,10 +123,13 @@ class Cluster:
         t0 = time.perf_counter()
         try:
             ray = import_ray()
-            if not ray.is_initialized():
+            address = self.address
+            if ray.is_initialized():  # keep the process's connection
+                address = str(ray.get_runtime_context().gcs_address)
+            else:
                 self._connect(ray, local)
                 self._owned = True
-            self.info = _describe(ray, self.address, started=self._owned and local,
+            self.info = _describe(ray, address, started=self._owned and local,
                                   connect_s=time.perf_counter() - t0)
             if self._owned and local:
                 _check_loopback(ray)

@@ -179,7 +179,8 @@ class InferencePool:
             int(cluster.gpus) if use_gpu else 2 * max(1, cluster.nodes))
         if n < 1:
             raise ConfigError(f"inference actors must be at least 1, got {n}")
-        self.spec = replace(spec, share=max(1, -(-n // max(1, cluster.nodes))))
+        device = "cuda" if use_gpu and spec.device.startswith("cuda") else spec.device
+        self.spec = replace(spec, device=device, share=max(1, -(-n // max(1, cluster.nodes))))
         run = uuid.uuid4().hex[:8]
         self.names = tuple(f"detforge-infer-{run}-{i}" for i in range(n))
         self.options: dict[str, Any] = {"max_restarts": MAX_ATTEMPTS, "max_task_retries": 0,

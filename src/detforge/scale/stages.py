@@ -86,7 +86,7 @@ class ModelSpec:
 
     Attributes:
         path: The model file, as every node sees it (absolute).
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (inside the actor's own GPU).
+        device: ``auto``, ``cpu`` or ``cuda`` (a GPU actor sees its own GPU alone).
         imgsz: Input ``(height, width)`` for dynamic-size models.
         conf: Confidence threshold.
         iou: NMS IoU threshold.
@@ -246,7 +246,8 @@ class InferenceWorker:
         self.model = load_model(spec.path, device=spec.device, imgsz=spec.imgsz,
                                 conf=spec.conf, iou=spec.iou, max_det=spec.max_det,
                                 threads=threads, spin=spec.spin)
-        self.batch = resolve_batch(self.model, spec.batch, streams=1)
+        # as the local pipeline's streams: each actor's share of the cores picks its batch
+        self.batch = resolve_batch(self.model, spec.batch, streams=max(1, spec.share))
         self.model.warmup(1, self.batch)
 
     def info(self) -> ModelInfo:
