@@ -233,8 +233,8 @@ def run_on_cluster(cluster: ClusterInfo, pool: InferencePool | None,
                    fast_decode: bool = False, chunk_size: int = 32,
                    window: int | None = None,
                    on_chunk: Callable[[ClusterProgress], None] | None = None) -> ClusterStats:
-    """Run ``model`` over ``items`` on the connected cluster; predictions to ``sinks`` on
-    this machine, in input order (the cluster counterpart of
+    """Run the pool's model over ``items`` on the connected cluster, predictions to
+    ``sinks`` here in input order (the counterpart of
     :func:`~detforge.runtime.pipeline.run_pipeline`).
 
     Args:
