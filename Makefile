@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch from the wheels cached on this machine (CPU run of a CUDA build); see docs/decisions
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install -q -e ".[train,serve,sign,library,dev]"
+	$(PY) -m pip install -q -e ".[train,serve,scale,sign,library,dev]"
 	# g++ and make build the DeepStream parser in tests/deploy (as a device would)
 	command -v g++ >/dev/null && command -v make >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq g++ make)

@@ -28,6 +28,8 @@ NOT_RUN = {  # example (prefix) -> why it is not run here
                                      "crowd regions (tests/data/formats)",
     "detforge data convert voc_ds": "needs a VOC dataset (tests/data converts BCCD)",
     "detforge train": "trains a model (tests/train and the INT8 test train small ones)",
+    "detforge evaluate --predictions dt.json --gt gt.json --ray": "needs a running Ray cluster "
+                                                                  "(tests/scale)",
     "detforge evaluate runs/": "needs a trained model (tests/evaluate runs the same code)",
     "detforge export": "needs trained weights (tests/export)",
     "detforge quantize": "needs an exported model (tests/export)",

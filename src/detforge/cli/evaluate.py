@@ -9,12 +9,14 @@ Forms::
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from detforge.cli.ray_option import RAY_HELP, RayCommand
 from detforge.core.errors import ConfigError
 from detforge.core.imgsz import IMGSZ_HELP, parse_optional_imgsz
 
@@ -83,6 +85,9 @@ def evaluate(
     = "auto",
     operating_conf: Annotated[float, typer.Option(
         "--operating-conf", help="Confidence of P/R/F1 and the confusion matrix.")] = 0.25,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="[ADDRESS]", help=RAY_HELP + " The COCO evaluation runs as tasks, "
+        "one group of categories each (for very large results files).")] = None,
 ) -> None:
     """COCO metrics (identical to pycocotools), per-class AP and P/R/F1, reports.
 
@@ -97,7 +102,8 @@ def evaluate(
             "device": device, "operating_conf": operating_conf}
     with warnings.catch_warnings():  # the notes are printed below, once
         warnings.simplefilter("ignore", EvaluationWarning)
-        results = _results(models or [], data, predictions, gt, compare, split, opts)
+        with contextlib.nullcontext() if ray is None else _on_cluster(ray):
+            results = _results(models or [], data, predictions, gt, compare, split, opts)
     typer.echo(compare_results(results).to_text(per_class=len(results) > 1))
     if len(results) == 1:
         res = next(iter(results.values()))
@@ -118,6 +124,12 @@ def evaluate(
         typer.echo(f"report -> {html_out}")
 
 
+def _on_cluster(address: str) -> contextlib.AbstractContextManager[Any]:
+    from detforge.scale.evaluate import evaluation_on_cluster
+
+    return evaluation_on_cluster(address)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``evaluate`` to the root ``detforge`` group."""
-    app.command("evaluate")(evaluate)
+    app.command("evaluate", cls=RayCommand)(evaluate)

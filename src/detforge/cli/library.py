@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from detforge.cli.ray_option import RAY_HELP, RayCommand
+
 __all__ = ["app", "register"]
 
 app = typer.Typer(help="Index a photo and video library into SQLite; search it; browse it.",
@@ -16,7 +18,7 @@ app = typer.Typer(help="Index a photo and video library into SQLite; search it; 
 _DB = typer.Option("--db", help="The library index (SQLite).")
 
 
-@app.command("index")
+@app.command("index", cls=RayCommand)
 def index_command(
     root: Annotated[Path, typer.Argument(help="The library folder.")],
     db: Annotated[Path, _DB] = Path("library.sqlite"),
@@ -39,10 +41,14 @@ def index_command(
     retry_errors: Annotated[bool, typer.Option(help="Retry files that failed before.")] = False,
     commit_every: Annotated[int, typer.Option(help="Files per transaction.")] = 64,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    ray: Annotated[str | None, typer.Option("--ray", metavar="[ADDRESS]", help=RAY_HELP)]
+    = None,
 ) -> None:
     """Analyse every new or changed photo and video under ROOT into the index.
 
     Example: detforge library index ~/Pictures --db photos.sqlite --model yolo11n.onnx
+
+    Example: detforge library index /nfs/photos --db photos.sqlite --model m.onnx --ray auto
     """
     from detforge.library import index_library
     from detforge.runtime.predict import parse_batch, parse_imgsz
@@ -52,7 +58,7 @@ def index_command(
                       imgsz=parse_imgsz(imgsz), video_sampling=video_sampling,
                       video_every_s=video_every, max_video_frames=max_video_frames,
                       prune=prune, retry_errors=retry_errors, commit_every=commit_every,
-                      progress=progress)
+                      progress=progress, ray=ray)
     typer.echo(f"{s.files} files in {s.wall_s:.1f} s ({s.files_per_s:.1f} files/s): "
                f"{s.analysed} analysed, {s.unchanged} unchanged, {s.linked} linked "
                f"({s.moved} moved), {s.errors} unreadable, {s.other} unsupported")

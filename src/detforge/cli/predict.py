@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from detforge.cli.ray_option import RAY_HELP, RayCommand
+
 __all__ = ["register"]
 
 
@@ -67,6 +69,8 @@ def predict_command(
     fail_on_skip: Annotated[bool, typer.Option(
         help="Exit 3 (after writing every other record) when an input was skipped as "
              "unreadable, refused or too large.")] = False,
+    ray: Annotated[str | None, typer.Option("--ray", metavar="[ADDRESS]", help=RAY_HELP)]
+    = None,
 ) -> None:
     """Detect objects and write one record per image or frame.
 
@@ -87,6 +91,10 @@ def predict_command(
     from detforge.runtime.predict import parse_batch, parse_imgsz, parse_streams, predict
     from detforge.runtime.sinks import partial_path
 
+    if ray is not None:  # the same predict, with the work on a Ray cluster
+        from detforge.scale.predict import on_cluster
+
+        predict = on_cluster(predict, address=ray)
     stats = predict(model, source, out=out, fmt=fmt, save_vis=save_vis, conf=conf, iou=iou,
                     max_det=max_det, batch=parse_batch(batch), imgsz=parse_imgsz(imgsz),
                     workers=workers, every=every, fps=fps, keyframes=keyframes, device=device,
@@ -117,4 +125,4 @@ def predict_command(
 
 def register(app: typer.Typer) -> None:
     """Add ``predict`` to the root app."""
-    app.command("predict")(predict_command)
+    app.command("predict", cls=RayCommand)(predict_command)

@@ -77,7 +77,8 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
                   video_sampling: str = "uniform", video_every_s: float = 1.0,
                   max_video_frames: int = 300, prune: bool = False,
                   retry_errors: bool = False, commit_every: int = 64,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True) -> IndexSummary:
+                  max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
+                  ray: str | None = None) -> IndexSummary:
     """Index every photo and video under ``root`` into the SQLite database ``db``.
 
     Args:
@@ -102,6 +103,10 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
         commit_every: Files per transaction.
         max_pixels: Refuse images with more pixels (decompression bombs).
         progress: Show a progress bar with per-phase throughput.
+        ray: Run the analysis and the detector on the Ray cluster at this address
+            (``local``: one started for the run; see :mod:`detforge.scale`); the planner,
+            the tagger and the database stay on this machine. Paths must resolve on every
+            node.
 
     Returns:
         The :class:`IndexSummary`.
@@ -111,7 +116,8 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
         LibraryDatabaseError: ``db`` is not a library index or is from a newer detforge.
         TaggerError: The tagger model cannot be loaded.
         MissingExtraError: Files needed a missing optional package (everything else is
-            stored; install it and run again).
+            stored; install it and run again), or ``ray`` is given without Ray installed.
+        ClusterError: The Ray cluster cannot be reached, or its workers failed repeatedly.
 
     Example:
         >>> index_library("Photos", db="p.sqlite", model="yolo11n.onnx")  # doctest: +SKIP
@@ -133,9 +139,12 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
     loaded_model: Model | None = None
     loaded_tagger: Tagger | None = None
     try:
-        model_id = None
+        model_id = model_file = None
         if model is not None and phase_set & {"objects", "video"}:
-            loaded_model, model_id = _load_detector(model, device=device, imgsz=imgsz, conf=conf)
+            model_file, model_id = _detector_id(model, device=device, conf=conf)
+            if ray is None:
+                loaded_model = _load_detector(model_file, device=device, imgsz=imgsz,
+                                              conf=conf)
         if tagger is not None and "tags" in phase_set:
             from detforge.library.taggers import load_tagger, read_vocabulary
 
@@ -159,7 +168,12 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
             decisions = planner.decisions(walk(root, exclude=exclude), hashers)
             items = run.items(decisions)
             try:
-                if loaded_model is not None:
+                if ray is not None:
+                    from detforge.scale.library import index_on_cluster
+
+                    index_on_cluster(run, items, address=ray, model=model_file, device=device,
+                                     imgsz=imgsz, conf=conf, batch=batch, every_s=video_every_s)
+                elif loaded_model is not None:
                     _run_with_model(run, loaded_model, items, workers=n_workers, batch=batch,
                                     every_s=video_every_s)
                 else:
@@ -185,14 +199,20 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
     return run.summary
 
 
-def _load_detector(model: str | Path, *, device: str, imgsz: tuple[int, int] | None,
-                   conf: float) -> tuple[Model, str]:
+def _detector_id(model: str | Path, *, device: str, conf: float) -> tuple[Path, str]:
+    """The detector's file and the id stored with its objects (name, content, threshold)."""
     from detforge.library.hashing import file_sha256
-    from detforge.runtime import load_model, resolve_model_path
+    from detforge.runtime import resolve_model_path
 
     file = resolve_model_path(model, device=device)
-    loaded = load_model(file, device=device, imgsz=imgsz, conf=conf)
-    return loaded, f"{file.name}@{file_sha256(file)[:16]}:conf={conf:g}"
+    return file, f"{file.name}@{file_sha256(file)[:16]}:conf={conf:g}"
+
+
+def _load_detector(file: Path, *, device: str, imgsz: tuple[int, int] | None,
+                   conf: float) -> Model:
+    from detforge.runtime import load_model
+
+    return load_model(file, device=device, imgsz=imgsz, conf=conf)
 
 
 def _run_with_model(run: IndexRun, model: Model, items: Iterator[SourceItem], *,

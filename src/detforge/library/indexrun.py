@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from detforge.library.analyse import PhaseClock, StillAnalysis, analyse_still, t
 from detforge.library.decode import UndecodableError
 from detforge.library.formats import Kind
 from detforge.library.plan import Decision, Planner
+from detforge.library.remote import RemoteAnalysis, RemoteStill
 from detforge.library.video import FrameDetections, VideoInfo, probe_video, sample_frames
 from detforge.library.video import summarise as summarise_video
 from detforge.library.walk import FileEntry
@@ -109,6 +110,23 @@ class StillItem(SourceItem):
         if self.run is None:
             raise UnreadableError("library item without its run")
         return self.run.analyse(self, max(size))
+
+    def for_cluster(self) -> tuple[RemoteStill, Callable[[Any, str | None], None]]:
+        """The analysis as a worker runs it (``--ray``), and what the driver does with its
+        outcome (see :class:`~detforge.scale.stages.ClusterItem`)."""
+        run, entry = self.run, self.entry
+        if run is None or entry is None:
+            raise UnreadableError("library item without its run")
+
+        def settle(found: RemoteAnalysis | None, error: str | None) -> None:
+            if found is None:
+                run.fail(entry, self.hash, error or "unreadable")
+            else:
+                run.accept(entry, self.hash, found)
+
+        return RemoteStill(entry.path, entry.kind, "quality" in run.phases,
+                           run.tagger is not None and "tags" in run.phases,
+                           run.max_pixels), settle
 
 
 @dataclass
@@ -198,7 +216,7 @@ class IndexRun:
         tag_input = self.tagger.prepare(rgb) if self.tagger is not None else None
         job = VideoJob(entry, hash_, info, small_thumb, tag_input)
         self.clock.add("video-probe", time.perf_counter() - t0)
-        if self.model is None or "video" not in self.phases:
+        if self.model_id is None or "video" not in self.phases:
             self.finish_video(job)
             return
         self.videos[entry.path] = job
@@ -227,6 +245,17 @@ class IndexRun:
         self.pending[entry.path] = (analysis, decoded.width, decoded.height, entry, item.hash)
         return decoded.rgb, (decoded.height, decoded.width)
 
+    def accept(self, entry: FileEntry, hash_: str, found: RemoteAnalysis) -> None:
+        """File the analysis a worker made (``--ray``) as :meth:`analyse` files its own."""
+        analysis = found.analysis
+        for phase, seconds in found.seconds.items():
+            self.clock.add(phase, seconds, found.counts.get(phase, 1))
+        if self.tagger is not None and found.small is not None:
+            t0 = time.perf_counter()
+            analysis.tag_input = self.tagger.prepare(found.small)
+            self.clock.add("tag-prep", time.perf_counter() - t0)
+        self.pending[entry.path] = (analysis, found.width, found.height, entry, hash_)
+
     def fail(self, entry: FileEntry, hash_: str, message: str) -> None:
         copies = self.planner.in_flight.release(hash_)
         for e in (entry, *copies):
@@ -247,7 +276,7 @@ class IndexRun:
                         bright_clip=q.bright_clip, noise=q.noise, phash=analysis.phash)
             phases.add("quality")
         detections: list[tuple[Any, ...]] | None = None
-        if self.model is not None and "objects" in self.phases:
+        if self.model_id is not None and "objects" in self.phases:
             cols["objects_model"] = self.model_id
             phases.add("objects")
             detections = rows
@@ -280,7 +309,7 @@ class IndexRun:
                                 "codec": info.codec}
         phases = {"meta"}
         detections = tracks = None
-        if self.model is not None and "video" in self.phases:
+        if self.model_id is not None and "video" in self.phases:
             summary = summarise_video(job.frames, sampling=str(self.video["sampling"]),
                                       tracked=self.summary.tracked)
             cols.update(video_summary=json.dumps(summary, separators=(",", ":")),

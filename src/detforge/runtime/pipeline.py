@@ -43,7 +43,7 @@ from detforge.runtime.sinks import Prediction, Sink
 from detforge.runtime.sources import Source, SourceItem, UnreadableError
 from detforge.runtime.stats import RunStats
 
-__all__ = ["Tracker", "resolve_batch", "resolve_streams", "run_pipeline"]
+__all__ = ["Tracker", "finish_sinks", "resolve_batch", "resolve_streams", "run_pipeline"]
 
 _END = object()
 _POLL_S = 0.1
@@ -329,6 +329,12 @@ def _finish(sinks: Sequence[Sink], *, commit: bool) -> None:
             failure = failure or exc
     if failure is not None:
         raise failure
+
+
+def finish_sinks(sinks: Sequence[Sink], *, commit: bool) -> None:
+    """End a run's sinks as :func:`run_pipeline` does: close (commit) every one, or abort
+    them all; a failed close aborts the rest and its error is raised."""
+    _finish(sinks, commit=commit)
 
 
 def _get(q: queue.Queue[Any], stop: threading.Event, deadline: float | None) -> Any:

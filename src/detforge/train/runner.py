@@ -30,6 +30,7 @@ from detforge.train.config import (
     overfit_config,
 )
 from detforge.train.dataset_prep import prepare_yolo_dataset
+from detforge.train.devices import check_devices
 from detforge.train.runs import (
     MetricsLog,
     RunLock,
@@ -212,7 +213,7 @@ def train(config: TrainConfig, *, backend: TrainerBackend | None = None) -> RunR
 
     Raises:
         ConfigError: No dataset, nothing to resume (or the run is being trained by another
-            process), or a config the data contradicts.
+            process), a config the data contradicts, or a ``device`` GPU this machine lacks.
         DatasetError: The dataset cannot be read or has no training images.
 
     Example:
@@ -221,6 +222,7 @@ def train(config: TrainConfig, *, backend: TrainerBackend | None = None) -> RunR
         >>> result.best  # doctest: +SKIP
         PosixPath('runs/train/v1/weights/best.pt')
     """
+    check_devices(config.device)  # before anything is written
     backend = backend or get_backend("ultralytics")
     _reap(config)
     lock: list[RunLock] = []

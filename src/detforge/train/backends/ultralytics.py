@@ -23,24 +23,36 @@ Mapping of :class:`~detforge.train.config.TrainConfig` onto Ultralytics argument
   scale letter Ultralytics reads from the file name) and builds the model from it.
 * ``project``/``name`` are the run directory, so ``weights/``, ``results.csv`` and the
   plots land in it.
+* Several GPUs (``device: 0,1``): Ultralytics' DDP launch pickles the trainer's callbacks
+  into every worker (``ultralytics/utils/dist.py``, ``generate_ddp_file``); detforge's epoch
+  and end-of-training callbacks act on rank 0 only, and rank 0 leaves the final metrics in
+  ``ddp_result.json`` for the launching process, which trained nothing itself. The launch
+  also removes the trainer's ``save_dir`` unless resuming (``generate_ddp_command``); that
+  is the run directory (its record, lock and prepared dataset), so the launch runs with the
+  removal skipped: the workers reuse the folder (``exist_ok=True``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
 import logging
+import os
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from detforge.core.atomic import atomic_write_text
+from detforge.core.atomic import atomic_write_json, atomic_write_text
 from detforge.core.errors import ConfigError
 from detforge.integrations.ultralytics import import_ultralytics
 from detforge.train.backends.base import BackendRun, EpochCallback, ModelInfo
 from detforge.train.config import is_rtdetr, model_source, overfit_done
+from detforge.train.devices import is_rank_zero, parse_device
 from detforge.train.threads import configure_threads
 
 if TYPE_CHECKING:
@@ -51,8 +63,10 @@ _OVERFIT_BN_MOMENTUM = 0.5
 _ACTIVATIONS = {"silu": "nn.SiLU()", "relu": "nn.ReLU()"}
 _DETFORGE_OPTIM = ("lr_schedule", "lr_milestones", "lr_gamma", "max_grad_norm")
 """``optim`` keys detforge's trainer implements (not Ultralytics arguments)."""
+DDP_RESULT = "ddp_result.json"
+"""Rank 0's final metrics and epoch count, for the process that launched the DDP workers."""
 
-__all__ = ["UltralyticsBackend", "metric_name"]
+__all__ = ["DDP_RESULT", "UltralyticsBackend", "keep_run_dir", "metric_name"]
 
 
 def metric_name(key: str) -> str:
@@ -60,6 +74,31 @@ def metric_name(key: str) -> str:
     if key.startswith("metrics/"):
         key = key[len("metrics/"):]
     return key[:-3] if key.endswith("(B)") else key
+
+
+@contextlib.contextmanager
+def keep_run_dir(device: str) -> Iterator[None]:
+    """With several GPUs, launch Ultralytics' DDP workers without removing the run
+    directory (see the module docstring); with one device or the CPU, nothing changes."""
+    if len(parse_device(device)) < 2:
+        yield
+        return
+    trainer_module: Any = importlib.import_module("ultralytics.engine.trainer")
+    launch = trainer_module.generate_ddp_command
+
+    def keeping(trainer: Any) -> Any:
+        resume = trainer.resume
+        trainer.resume = True  # the only use of it there: skip shutil.rmtree(save_dir)
+        try:
+            return launch(trainer)
+        finally:
+            trainer.resume = resume
+
+    trainer_module.generate_ddp_command = keeping
+    try:
+        yield
+    finally:
+        trainer_module.generate_ddp_command = launch
 
 
 class UltralyticsBackend:
@@ -132,7 +171,7 @@ class UltralyticsBackend:
             state["pending"] = True
 
         def fit_epoch_end(trainer: Any) -> None:
-            if not state["pending"]:  # final evaluation of best.pt, not an epoch
+            if not state["pending"] or not is_rank_zero():  # final evaluation, or rank > 0
                 return
             state["pending"] = False
             metrics: dict[str, float] = {}
@@ -151,8 +190,13 @@ class UltralyticsBackend:
                 trainer.stop = True  # the loop breaks right after this callback
 
         def train_end(trainer: Any) -> None:
+            if not is_rank_zero():
+                return
             state["final"] = {metric_name(k): float(v) for k, v in (trainer.metrics or {}).items()}
             state["epochs"] = trainer.epoch + 1
+            if "LOCAL_RANK" in os.environ:  # a DDP worker: the launcher reads this
+                atomic_write_json(Path(trainer.save_dir) / DDP_RESULT,
+                                  {"final": state["final"], "epochs": state["epochs"]})
 
         model.add_callback("on_pretrain_routine_start", pretrain_start)
         model.add_callback("on_pretrain_routine_end", pretrain_end)
@@ -179,6 +223,8 @@ class UltralyticsBackend:
         }
 
     def _result(self, run_dir: Path, state: dict[str, Any]) -> BackendRun:
+        if not state["final"] and (run_dir / DDP_RESULT).is_file():  # trained by DDP workers
+            state.update(json.loads((run_dir / DDP_RESULT).read_text(encoding="utf-8")))
         weights = run_dir / "weights"
         return BackendRun(save_dir=run_dir, best=weights / "best.pt", last=weights / "last.pt",
                           final_metrics=dict(state["final"]),
@@ -199,7 +245,8 @@ class UltralyticsBackend:
         """
         model = self._model(config, self._model_source(config, run_dir))
         state = self._attach(model, config, on_epoch)
-        model.train(trainer=self._trainer(config), **self._args(config, data_yaml, run_dir))
+        with keep_run_dir(config.device):
+            model.train(trainer=self._trainer(config), **self._args(config, data_yaml, run_dir))
         return self._result(run_dir, state)
 
     def resume(self, config: TrainConfig, *, last: Path, data_yaml: Path, run_dir: Path,
@@ -215,9 +262,10 @@ class UltralyticsBackend:
             raise ConfigError(f"{last}: this run already finished (the checkpoint has no "
                               "optimiser state); start a new run instead of --resume")
         state = self._attach(model, config, on_epoch)
-        model.train(resume=True, trainer=self._trainer(config), data=str(data_yaml),
-                    device=config.device, project=str(run_dir.parent.resolve()),
-                    name=run_dir.name, exist_ok=True)
+        with keep_run_dir(config.device):
+            model.train(resume=True, trainer=self._trainer(config), data=str(data_yaml),
+                        device=config.device, project=str(run_dir.parent.resolve()),
+                        name=run_dir.name, exist_ok=True)
         return self._result(run_dir, state)
 
     def training_done(self, config: TrainConfig, last: Path) -> bool:
