@@ -44,7 +44,7 @@ app = typer.Typer(
 
 # Command modules, each with ``register(app)``; ``data`` is a group of its own.
 _COMMAND_MODULES = ("train", "evaluate", "export", "parity", "engine", "predict", "benchmark",
-                    "deploy", "registry", "serve", "demo")
+                    "deploy", "registry", "serve", "demo", "active")
 
 
 def _register() -> None:
