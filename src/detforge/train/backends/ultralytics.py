@@ -149,7 +149,10 @@ class UltralyticsBackend:
             "amp": config.amp and config.on_gpu, "workers": config.workers,
             "cache": config.cache, "rect": config.rect, "val": config.val,
             "plots": config.plots, "project": str(run_dir.parent.resolve()),
-            "name": run_dir.name, "exist_ok": True, "save": True, "pretrained": False,
+            "name": run_dir.name, "exist_ok": True, "save": True,
+            # Ultralytics 8.4 drops the weights of a loaded .pt when pretrained is False
+            # (engine/model.py train()); a YAML has none to drop and downloads nothing.
+            "pretrained": str(config.model).lower().endswith(".pt"),
             **config.optim.model_dump(), **config.augment.model_dump(),
         }
 
