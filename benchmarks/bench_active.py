@@ -3,8 +3,8 @@
 The dataset is generated with ``detforge data synth`` in two parts so that one class is
 rare: ``--common`` images drawn with two classes (circle, square) and ``--rare`` images
 drawn with three (circle, square, triangle); triangles therefore appear only in the rare
-part, about 1 box in 30. Both parts are joined into one YOLO dataset (80 % train = the
-pool, 20 % val = the evaluation set, both seeded).
+part, about 1 box in 13 with the default sizes. Both parts are joined into one YOLO dataset
+(80 % train = the pool, 20 % val = the evaluation set, both seeded).
 
 Models start from a base detector, as a team adding a class to a deployed model would:
 yolo11n trained from its YAML on ``--base-images`` separate synthetic images of the two
@@ -107,16 +107,34 @@ def build_base(work: Path, *, images: int, epochs: int, size: int, batch: int) -
     return result.best
 
 
+def paired_gains(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per strategy and labelled count: mAP50-95 minus random's of the same seed."""
+    rand = {(r["seed"], r["labelled"]): r["map50_95"] for r in rows if r["strategy"] == "random"}
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        key = (r["seed"], r["labelled"])
+        if r["strategy"] == "random" or key not in rand:
+            continue
+        out.setdefault(r["strategy"], {}).setdefault(r["labelled"], {"values": []})
+        out[r["strategy"]][r["labelled"]]["values"].append(r["map50_95"] - rand[key])
+    for per_n in out.values():
+        for d in per_n.values():
+            v = np.asarray(d["values"])
+            d["mean"] = float(v.mean())
+            d["std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--common", type=int, default=500, help="images with 2 classes")
-    parser.add_argument("--rare", type=int, default=60, help="images with 3 classes")
+    parser.add_argument("--common", type=int, default=440, help="images with 2 classes")
+    parser.add_argument("--rare", type=int, default=120, help="images with 3 classes")
     parser.add_argument("--size", type=int, default=160, help="image side in pixels")
     parser.add_argument("--imgsz", type=int, default=160)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--budget", type=int, default=30)
     parser.add_argument("--initial", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs per round")
+    parser.add_argument("--epochs", type=int, default=12, help="fine-tuning epochs per round")
     parser.add_argument("--base-images", type=int, default=300)
     parser.add_argument("--base-epochs", type=int, default=25)
     parser.add_argument("--batch", type=int, default=16)
@@ -162,10 +180,17 @@ def main(argv: list[str] | None = None) -> int:
                        round(r["map50_95"], 4), round(r["map50"], 4),
                        round(r["per_class_ap"].get("triangle", -1), 4),
                        r["class_counts"].get("triangle", 0)] for r in res.rows]))
-    print()
+    paired = paired_gains(res.rows)
+    print("\nmAP50-95 minus random's, same seed and labelled count (mean ± std over seeds)")
+    print(text_table(["labelled", *[s for s in strategies if s != "random"]],
+                     [[n, *[f"{paired[s][n]['mean']:+.4f} ± {paired[s][n]['std']:.4f}"
+                            for s in strategies if s != "random"]]
+                      for n in sizes if n != sizes[0]]) if "random" in strategies else "")
+    print(f"\nbest strategy over all rounds: {res.summary['best']}")
     for v in res.summary["best_vs_random"]:
-        print(f"at {v['labelled']} labelled: best {v['best']} {v['best_mean']:.4f} vs random "
-              f"{v['random_mean']:.4f} ({v['gain']:+.4f})")
+        print(f"at {v['labelled']} labelled: {v['best']} {v['best_mean']:.4f} ± "
+              f"{v['best_std']:.4f} vs random {v['random_mean']:.4f} ± {v['random_std']:.4f} "
+              f"({v['gain']:+.4f})")
     print(f"\nwall {wall:.0f} s ({res.resumed} rounds resumed); report {res.html}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     record = {"date": date.today().isoformat(), "machine": platform.platform(),
@@ -173,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
               "args": {k: str(v) for k, v in vars(args).items()}, "class_counts": counts,
               "base_model": str(base), "base_train_s": base_s,
               "wall_s": wall, "resumed_rounds": res.resumed, "summary": res.summary,
+              "paired_gains": paired_gains(res.rows),
               "rows": res.rows}
     args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

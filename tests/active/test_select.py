@@ -175,3 +175,53 @@ def test_cli_select_prints_the_picks_and_the_files(probe_model: Path, planted_po
     assert "sub/g_unsure3.png" in result.output
     lines = (tmp_path / "sel" / "images.txt").read_text().splitlines()
     assert len(lines) == 3 and all(Path(x).is_absolute() and Path(x).is_file() for x in lines)
+
+
+def test_selection_report_renders_offline_in_a_browser(probe_model: Path, planted_pool: Path,
+                                                       tmp_path: Path) -> None:
+    import shutil as sh
+    import subprocess
+
+    browser = sh.which("chromium") or sh.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed")
+    select(probe_model, planted_pool, budget=3, out=tmp_path / "sel", strategy="entropy",
+           progress=False)
+    page = (tmp_path / "sel" / "report.html").resolve()
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--host-resolver-rules=MAP * ~NOTFOUND", "--dump-dom",
+                          page.as_uri()], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    assert "c_unsure.png" in dom and dom.count("<figure") == 3
+    assert dom.count('src="data:image/jpeg;base64,') == 3
+    assert "http" not in dom.replace("http-equiv", "")
+
+
+@pytest.mark.train
+def test_embedding_tap_on_a_real_yolo11n_graph(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    import os
+    import warnings
+
+    from detforge.runtime import load_model
+    from detforge.testing import random_image, seeded_yolo11n
+
+    yolo = seeded_yolo11n(64, 64)
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        with warnings.catch_warnings():  # torch's legacy-exporter DeprecationWarning
+            warnings.simplefilter("ignore")
+            onnx_path = Path(yolo.export(format="onnx", imgsz=64, simplify=False,
+                                         verbose=False, dynamic=True))
+    finally:
+        os.chdir(cwd)
+    onnx_path = onnx_path if onnx_path.is_absolute() else tmp_path / onnx_path
+    plain = load_model(onnx_path, device="cpu", imgsz=(64, 64))
+    tapped, tap = load_with_embedding(onnx_path, device="cpu", imgsz=(64, 64))
+    assert tap is not None and tap.stride == 32 and tap.channels >= 256
+    batch = np.stack([plain.preprocess(random_image(64, 64, seed=s))[0] for s in range(3)])
+    a, b = plain.infer(batch), tapped.infer(batch)
+    np.testing.assert_array_equal(a[0], b[0])                      # detections untouched
+    assert b[-1].shape == (3, tap.channels) and np.isfinite(b[-1]).all()
+    assert not np.allclose(b[-1][0], b[-1][1])                     # images differ

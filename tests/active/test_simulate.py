@@ -33,9 +33,21 @@ def test_summary_means_spreads_and_gain_over_random() -> None:
     assert ent[20]["mean"] == pytest.approx(0.5) and ent[20]["std"] == 0.0
     rnd = {p["labelled"]: p for p in s["curves"]["random"]}
     assert rnd[20]["std"] == pytest.approx(0.1414213, rel=1e-5)  # sample std over seeds
+    assert s["best"] == "entropy"
     assert s["best_vs_random"] == [{"labelled": 20, "best": "entropy", "best_mean": 0.5,
-                                    "random_mean": pytest.approx(0.3),
+                                    "best_std": 0.0, "random_mean": pytest.approx(0.3),
+                                    "random_std": pytest.approx(0.1414213, rel=1e-5),
                                     "gain": pytest.approx(0.2)}]
+
+
+def test_best_is_one_strategy_for_the_whole_curve() -> None:
+    rows = [_row("random", 0, 10, 0.1), _row("a", 0, 10, 0.1), _row("b", 0, 10, 0.1),
+            _row("random", 0, 20, 0.3), _row("a", 0, 20, 0.4), _row("b", 0, 20, 0.2),
+            _row("random", 0, 30, 0.5), _row("a", 0, 30, 0.45), _row("b", 0, 30, 0.6)]
+    s = summarise(rows)   # a: mean 0.425 after round 0, b: 0.4 -> a, even where b is ahead
+    assert s["best"] == "a"
+    assert [(v["labelled"], round(v["gain"], 3)) for v in s["best_vs_random"]] == \
+        [(20, 0.1), (30, -0.05)]
 
 
 @pytest.fixture(scope="module")

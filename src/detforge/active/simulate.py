@@ -341,9 +341,11 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         rows: Round records (``strategy``, ``seed``, ``labelled``, ``map50_95``).
 
     Returns:
-        ``{"metric", "curves": {strategy: [{labelled, mean, std, n, values}]},
-        "best_vs_random": [...]}``; the last compares, at each labelled count, the best
-        strategy's mean with random's (when random ran).
+        ``{"metric", "curves": {strategy: [{labelled, mean, std, n, values}]}, "best",
+        "best_vs_random": [...]}``. ``best`` is the strategy other than random with the
+        highest mean over every round after round 0 (one choice for the whole curve, not
+        the luckiest strategy at each point); ``best_vs_random`` compares its mean with
+        random's at each labelled count after round 0 (when random ran).
     """
     curves: dict[str, list[dict[str, Any]]] = {}
     for s in dict.fromkeys(r["strategy"] for r in rows):
@@ -354,17 +356,22 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         curves[s] = [{"labelled": n, "mean": float(np.mean(v)),
                       "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v),
                       "values": v} for n, v in sorted(by_n.items())]
+    start = min((p["labelled"] for pts in curves.values() for p in pts), default=0)
+    later = {s: [p["mean"] for p in pts if p["labelled"] != start]
+             for s, pts in curves.items() if s != "random"}
+    later = {s: v for s, v in later.items() if v}
+    best = max(later, key=lambda s: float(np.mean(later[s]))) if later else None
     versus = []
-    if "random" in curves:
+    if best is not None and "random" in curves:
+        ours = {p["labelled"]: p for p in curves[best]}
         for point in curves["random"]:
-            others = [(s, p) for s, pts in curves.items() if s != "random"
-                      for p in pts if p["labelled"] == point["labelled"]]
-            if others and point["labelled"] != min(p["labelled"] for p in curves["random"]):
-                best, bp = max(others, key=lambda sp: sp[1]["mean"])
+            if point["labelled"] != start and point["labelled"] in ours:
+                bp = ours[point["labelled"]]
                 versus.append({"labelled": point["labelled"], "best": best,
-                               "best_mean": bp["mean"], "random_mean": point["mean"],
+                               "best_mean": bp["mean"], "best_std": bp["std"],
+                               "random_mean": point["mean"], "random_std": point["std"],
                                "gain": bp["mean"] - point["mean"]})
-    return {"metric": METRIC, "curves": curves, "best_vs_random": versus}
+    return {"metric": METRIC, "curves": curves, "best": best, "best_vs_random": versus}
 
 
 def _write_outputs(out: Path, cfg: SimulationConfig, rows: list[dict[str, Any]]
