@@ -225,3 +225,17 @@ def test_embedding_tap_on_a_real_yolo11n_graph(tmp_path: Path) -> None:
     np.testing.assert_array_equal(a[0], b[0])                      # detections untouched
     assert b[-1].shape == (3, tap.channels) and np.isfinite(b[-1]).all()
     assert not np.allclose(b[-1][0], b[-1][1])                     # images differ
+
+
+def test_exif_rotated_images_are_skipped_with_the_reason(probe_model: Path,
+                                                        planted_pool: Path,
+                                                        tmp_path: Path) -> None:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    Image.fromarray(textured(128, seed=50)).save(planted_pool / "phone.jpg", exif=exif)
+    res = select(probe_model, planted_pool, budget=1, out=tmp_path / "sel", strategy="entropy",
+                 progress=False)
+    assert [(s.key, s.reason[:18]) for s in res.skipped] == [("phone.jpg",
+                                                              "EXIF orientation 6")]

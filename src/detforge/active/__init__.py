@@ -18,7 +18,8 @@ Example:
     >>> result = select("best.onnx", "unlabelled/", budget=50, out="round1")  # doctest: +SKIP
 """
 
-from detforge.active.merge import MergeResult, merge, read_labelled
+from detforge.active.labels import read_labelled
+from detforge.active.merge import MergeResult, merge
 from detforge.active.selection import Picked, SelectionResult, select
 from detforge.active.simulate import SimulationResult, simulate
 from detforge.active.strategies import STRATEGIES, Strategy, get_strategy, register_strategy

@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import zipfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,36 +41,16 @@ from typing import Any
 
 import numpy as np
 
-from detforge.active.labels import LabelledExport
+from detforge.active.labels import LabelledSource, read_labelled, unpacked
 from detforge.core.atomic import atomic_write_json, link_or_copy
 from detforge.core.classes import ClassMap
 from detforge.core.errors import ConfigError, DatasetError
 from detforge.data.dataset import UNSET_SPLIT, BoxTable, Dataset, ImageTable
 
-__all__ = ["LINEAGE_FILE", "LabelledSource", "MergeResult", "merge", "read_labelled"]
+__all__ = ["LINEAGE_FILE", "MergeResult", "merge"]
 
 LINEAGE_FILE = "detforge-lineage.json"
 """Written into the new dataset folder: its parent, the labels and the selection."""
-TOOLS = ("cvat", "labelstudio")
-
-
-@dataclass
-class LabelledSource:
-    """Labels read back, as a dataset whose images may still need locating.
-
-    Attributes:
-        dataset: The labels (``file`` holds each image's key).
-        tool: ``cvat``, ``labelstudio`` or the dataset format name.
-        unannotated: Keys of tasks not annotated yet.
-        lossy: Non-box shapes (dropped) and rotated boxes (enclosing box), by kind.
-        declared: Label names the export declares.
-    """
-
-    dataset: Dataset
-    tool: str
-    unannotated: list[str] = field(default_factory=list)
-    lossy: Counter[str] = field(default_factory=Counter)
-    declared: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -109,102 +86,6 @@ class MergeResult:
     catalog: Path | None = None
     name: str | None = None
     lineage: dict[str, Any] = field(default_factory=dict)
-
-
-@contextmanager
-def _unpacked(path: Path) -> Iterator[Path]:
-    """``path`` itself, or a temporary folder holding the zip's contents."""
-    if path.is_file() and zipfile.is_zipfile(path):
-        with tempfile.TemporaryDirectory(prefix="detforge-merge-") as tmp:
-            with zipfile.ZipFile(path) as zf:
-                for member in zf.namelist():
-                    if Path(member).is_absolute() or ".." in Path(member).parts:
-                        raise DatasetError(f"unsafe path {member!r} inside the zip", path=path)
-                zf.extractall(tmp)
-            yield Path(tmp)
-    else:
-        yield path
-
-
-def _tool_of(path: Path) -> str | None:
-    if path.is_file() and path.suffix.lower() == ".xml":
-        return "cvat"
-    if path.is_file() and path.suffix.lower() == ".json":
-        head = path.read_bytes()[:4096].lstrip()
-        return "labelstudio" if head.startswith(b"[") else None
-    if path.is_dir():
-        xml = list(path.glob("*.xml"))
-        if len(xml) == 1 and not (path / "Annotations").is_dir():
-            return "cvat"
-    return None
-
-
-def _export_dataset(export: LabelledExport) -> Dataset:
-    """Labels of a tool export as a dataset whose ``file`` column holds the keys."""
-    names = sorted({*export.declared, *export.label_names})
-    classes = ClassMap.from_names(names)
-    index = {c: i for i, c in enumerate(names)}
-    tables = []
-    for row, im in enumerate(export.images):
-        occluded = im.occluded if im.occluded is not None else np.zeros(len(im), bool)
-        tables.append(BoxTable.build(np.full(len(im), row), im.xyxy,
-                                     [index[lab] for lab in im.labels], occluded=occluded))
-    images = ImageTable.build([im.key for im in export.images],
-                              [im.width for im in export.images],
-                              [im.height for im in export.images])
-    return Dataset(classes, images, BoxTable.concat(tables), root=None,
-                   info={"format": export.tool, "source": export.source})
-
-
-def read_labelled(path: str | Path, fmt: str | None = None) -> LabelledSource:
-    """Read labels back from a labelling tool or a dataset.
-
-    Args:
-        path: A CVAT ``annotations.xml`` or export ``.zip``, a Label Studio JSON export, or
-            a COCO / YOLO / VOC / KITTI dataset (folder, file or ``.zip``).
-        fmt: ``cvat``, ``labelstudio`` or a dataset format; detected when None.
-
-    Returns:
-        The labels.
-
-    Raises:
-        DatasetError: Unreadable or unrecognised.
-        ConfigError: Unknown ``fmt``.
-    """
-    from detforge.active.cvat import read_cvat_xml
-    from detforge.active.labelstudio import read_labelstudio
-    from detforge.data.formats import FORMATS, read_dataset
-
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError("no such file or folder; check the path", path=path)
-    if fmt is not None and fmt not in TOOLS and fmt not in FORMATS:
-        raise ConfigError(f"unknown labels format {fmt!r}; choose one of "
-                          f"{[*TOOLS, *sorted(FORMATS)]}")
-    with _unpacked(path) as where:
-        tool = fmt or _tool_of(where)
-        if tool == "cvat":
-            xml = where if where.is_file() else next(iter(where.glob("*.xml")), where)
-            export = read_cvat_xml(xml)
-        elif tool == "labelstudio":
-            export = read_labelstudio(where)
-        else:
-            ds = read_dataset(where, tool)
-            if where != path:  # unpacked: the images (if any) are gone with the folder
-                ds = _detached(ds)
-            return LabelledSource(ds, str(ds.info.get("format", tool)))
-    export.source = str(path)
-    return LabelledSource(_export_dataset(export), export.tool, export.unannotated,
-                          export.lossy, export.declared)
-
-
-def _detached(ds: Dataset) -> Dataset:
-    """``ds`` without its root (its unpacked folder is gone): images known by key only."""
-    from detforge.data.images import image_key
-
-    files = [image_key(str(f)) for f in ds.images.file.tolist()]
-    images = ImageTable.build(files, ds.images.width, ds.images.height, id=ds.images.id)
-    return Dataset(ds.classes, images, ds.boxes, root=None, info=dict(ds.info))
 
 
 def _selection_files(selection: str | Path | None) -> tuple[dict[str, Any] | None, Path | None]:
@@ -387,7 +268,7 @@ def merge(parent: str | Path, labelled: str | Path, *, out: str | Path,
     base = read_dataset(parent)
     to_fmt = to or str(base.info.get("format"))
     doc, sel_file = _selection_files(selection)
-    with _unpacked(label_path) as where:
+    with unpacked(label_path) as where:
         src = read_labelled(where, fmt)
         if src.lossy and not allow_lossy:
             kinds = ", ".join(f"{n} {k}" for k, n in sorted(src.lossy.items()))

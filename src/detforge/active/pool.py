@@ -3,10 +3,12 @@
 A pool is any input ``detforge predict`` takes that names images: a folder (recursive), a
 glob or a list file. Each image is read once (in threads) by the same probe as ``detforge
 data validate``: SHA-256 of the bytes, size, 64-bit perceptual hash. Unreadable, truncated
-and missing files are recorded with the reason and skipped; videos are skipped too (sample
-their frames into a folder first). Every image is known by its *key*: its path relative to
-the pool root, with ``/`` separators, which is also its name in the exported labelling
-tasks.
+and missing files are recorded with the reason and skipped; so are videos (sample their
+frames into a folder first) and images with an EXIF orientation other than upright (the
+runtime and the labelling tools' browsers show them rotated, while detforge datasets keep
+the stored pixels, so boxes would land in the wrong frame). Every image is known by its
+*key*: its path relative to the pool root, with ``/`` separators, which is also its name in
+the exported labelling tasks.
 
 Two kinds of images never reach a strategy:
 
@@ -132,6 +134,17 @@ class Pool:
         self.labelled = [(dataset.image_path(r), probes[r].phash) for r in ok]
 
 
+def _orientation(path: Path) -> int:
+    """The EXIF orientation tag of an image (1, upright, when absent or unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(im.getexif().get(0x0112, 1) or 1)
+    except (OSError, ValueError, SyntaxError):
+        return 1
+
+
 def _duplicates(images: list[PoolImage], max_bits: int) -> dict[int, int]:
     groups = duplicate_groups([im.phash for im in images], [im.sha256 for im in images],
                               max_bits=max_bits)
@@ -197,6 +210,13 @@ def scan_pool(spec: str | Path, *, max_bits: int = NEAR_DUPLICATE_BITS, progress
     for (key, path), p in zip(keyed, probes, strict=True):
         if p.status != "ok":
             skipped.append(Skipped(key, f"{p.status}: {p.error}"))
+            continue
+        turn = _orientation(path)
+        if turn != 1:
+            skipped.append(Skipped(key, f"EXIF orientation {turn}: browsers and the runtime "
+                                        "show it rotated, detforge datasets keep the stored "
+                                        "pixels; save it rotated first (e.g. mogrify "
+                                        "-auto-orient)"))
             continue
         images.append(PoolImage(key, path.absolute(), p.width, p.height, p.sha256, p.phash))
     if not images:
