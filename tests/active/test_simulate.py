@@ -113,3 +113,29 @@ def test_one_tiny_round_writes_table_plot_and_resumes(tiny: Path, tmp_path: Path
                  imgsz=64, batch=4, progress=False)
     bad = CliRunner().invoke(app, [*args[:-6], "--epochs", "3", "--imgsz", "64"])
     assert bad.exit_code == 2 and last_line(bad.output).startswith("ConfigError: ")
+
+
+@pytest.mark.slow
+@pytest.mark.train
+def test_training_from_weights_starts_from_those_weights(tiny: Path, tmp_path: Path) -> None:
+    """Rounds fine-tune the weights given (``--model base.pt``), not a fresh network."""
+    torch = pytest.importorskip("torch")
+    from detforge.testing import seeded_yolo11n
+    from detforge.train import load_train_config, train
+    from detforge.train.offline import import_ultralytics
+
+    yolo = seeded_yolo11n(64, 64)
+    first = yolo.model.model[0].conv.weight
+    with torch.no_grad():
+        first.add_(0.05)  # unlike any fresh initialisation
+    source = tmp_path / "base.pt"
+    yolo.save(str(source))
+    expected = first.detach().clone()
+    config = load_train_config(flags={
+        "data": str(tiny), "model": str(source), "epochs": 1, "imgsz": 64, "batch": 4,
+        "name": "ft", "out": str(tmp_path / "runs")}, overrides=[
+        "tracking.enabled=false", "plots=false", "val=false", "optim.optimizer=SGD",
+        "optim.lr0=1e-9", "optim.warmup_epochs=0", "optim.weight_decay=0"])
+    result = train(config)
+    tuned = import_ultralytics().YOLO(str(result.best)).model.model[0].conv.weight
+    torch.testing.assert_close(tuned.float(), expected.float(), atol=2e-3, rtol=0)
