@@ -200,23 +200,13 @@ def test_selection_report_renders_offline_in_a_browser(probe_model: Path, plante
 @pytest.mark.train
 def test_embedding_tap_on_a_real_yolo11n_graph(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    import os
-    import warnings
-
+    from detforge.export.onnx_export import export_onnx
     from detforge.runtime import load_model
     from detforge.testing import random_image, seeded_yolo11n
 
-    yolo = seeded_yolo11n(64, 64)
-    cwd = Path.cwd()
-    os.chdir(tmp_path)
-    try:
-        with warnings.catch_warnings():  # torch's legacy-exporter DeprecationWarning
-            warnings.simplefilter("ignore")
-            onnx_path = Path(yolo.export(format="onnx", imgsz=64, simplify=False,
-                                         verbose=False, dynamic=True))
-    finally:
-        os.chdir(cwd)
-    onnx_path = onnx_path if onnx_path.is_absolute() else tmp_path / onnx_path
+    seeded_yolo11n(64, 64).save(str(tmp_path / "y.pt"))
+    onnx_path = export_onnx(tmp_path / "y.pt", tmp_path / "y.onnx", imgsz=(64, 64),
+                            simplify=False).path
     plain = load_model(onnx_path, device="cpu", imgsz=(64, 64))
     tapped, tap = load_with_embedding(onnx_path, device="cpu", imgsz=(64, 64))
     assert tap is not None and tap.stride == 32 and tap.channels >= 256
