@@ -89,53 +89,49 @@ class _Strict(HTMLParser):
 
 @pytest.mark.slow
 @pytest.mark.train
-def test_one_tiny_round_writes_table_plot_and_resumes(tiny: Path, tmp_path: Path) -> None:
-    pytest.importorskip("torch")
-    out = tmp_path / "sim"
-    args = ["active", "simulate", str(tiny), "--out", str(out), "--rounds", "1", "--budget",
-            "4", "--strategies", "entropy", "--epochs", "1", "--imgsz", "64", "--batch", "4"]
-    first = CliRunner().invoke(app, args)
-    assert first.exit_code == 0, first.output[-3000:]
-    doc = json.loads((out / "simulation.json").read_text())
-    assert [(r["strategy"], r["round"], r["labelled"]) for r in doc["rows"]] == \
-        [("entropy", 0, 4), ("entropy", 1, 8)]
-    assert all(0.0 <= r["map50_95"] <= 1.0 for r in doc["rows"])
-    added = json.loads((out / "seed0" / "entropy" / "round1" / "result.json").read_text())
-    assert len(added["added"]) == 4 and len(set(added["labelled_files"])) == 8
-    page = _Strict()
-    page.feed((out / "report.html").read_text(encoding="utf-8"))
-    assert page.images == 1 and not page.open
-    again = simulate(tiny, out=out, rounds=1, budget=4, strategies=["entropy"], epochs=1,
-                     imgsz=64, batch=4, progress=False)
-    assert again.resumed == 2 and again.rows == doc["rows"]         # nothing retrained
-    with pytest.raises(ConfigError, match=r"other options \(\['epochs'\]\)"):
-        simulate(tiny, out=out, rounds=1, budget=4, strategies=["entropy"], epochs=2,
-                 imgsz=64, batch=4, progress=False)
-    bad = CliRunner().invoke(app, [*args[:-6], "--epochs", "3", "--imgsz", "64"])
-    assert bad.exit_code == 2 and last_line(bad.output).startswith("ConfigError: ")
-
-
-@pytest.mark.slow
-@pytest.mark.train
-def test_training_from_weights_starts_from_those_weights(tiny: Path, tmp_path: Path) -> None:
-    """Rounds fine-tune the weights given (``--model base.pt``), not a fresh network."""
+def test_one_tiny_round_writes_table_plot_resumes_and_fine_tunes(tiny: Path,
+                                                                 tmp_path: Path) -> None:
+    """Round trip of the CLI on 24 images; rounds start from the weights given (``--model
+    base.pt``), which a learning rate of ~0 leaves as they are."""
     torch = pytest.importorskip("torch")
     from detforge.testing import seeded_yolo11n
-    from detforge.train import load_train_config, train
     from detforge.train.offline import import_ultralytics
 
     yolo = seeded_yolo11n(64, 64)
     first = yolo.model.model[0].conv.weight
     with torch.no_grad():
         first.add_(0.05)  # unlike any fresh initialisation
-    source = tmp_path / "base.pt"
-    yolo.save(str(source))
+    base = tmp_path / "base.pt"
+    yolo.save(str(base))
     expected = first.detach().clone()
-    config = load_train_config(flags={
-        "data": str(tiny), "model": str(source), "epochs": 1, "imgsz": 64, "batch": 4,
-        "name": "ft", "out": str(tmp_path / "runs")}, overrides=[
-        "tracking.enabled=false", "plots=false", "val=false", "optim.optimizer=SGD",
-        "optim.lr0=1e-9", "optim.warmup_epochs=0", "optim.weight_decay=0"])
-    result = train(config)
-    tuned = import_ultralytics().YOLO(str(result.best)).model.model[0].conv.weight
-    torch.testing.assert_close(tuned.float(), expected.float(), atol=2e-3, rtol=0)
+    out = tmp_path / "sim"
+    frozen = ["optim.optimizer=SGD", "optim.lr0=1e-9", "optim.warmup_epochs=0",
+              "optim.weight_decay=0"]
+    options = ["--rounds", "1", "--budget", "4", "--strategies", "entropy", "--epochs", "1",
+               "--imgsz", "64", "--batch", "4", "--model", str(base)]
+    sets = [a for o in frozen for a in ("--set", o)]
+    first_run = CliRunner().invoke(app, ["active", "simulate", str(tiny), "--out", str(out),
+                                         *options, *sets])
+    assert first_run.exit_code == 0, first_run.output[-3000:]
+    doc = json.loads((out / "simulation.json").read_text())
+    assert [(r["strategy"], r["round"], r["labelled"]) for r in doc["rows"]] == \
+        [("entropy", 0, 4), ("entropy", 1, 8)]
+    assert all(0.0 <= r["map50_95"] <= 1.0 for r in doc["rows"])
+    added = json.loads((out / "seed0" / "entropy" / "round1" / "result.json").read_text())
+    assert len(added["added"]) == 4 and len(set(added["labelled_files"])) == 8
+    round0 = json.loads((out / "seed0" / "round0" / "result.json").read_text())
+    tuned = import_ultralytics().YOLO(str(out / "seed0" / "round0" / round0["weights"]))
+    torch.testing.assert_close(tuned.model.model[0].conv.weight.float(), expected.float(),
+                               atol=2e-3, rtol=0)
+    page = _Strict()
+    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    assert page.images == 1 and not page.open
+    again = simulate(tiny, out=out, rounds=1, budget=4, strategies=["entropy"], epochs=1,
+                     imgsz=64, batch=4, model=str(base), overrides=frozen, progress=False)
+    assert again.resumed == 2 and again.rows == doc["rows"]         # nothing retrained
+    with pytest.raises(ConfigError, match=r"other options \(\['epochs'\]\)"):
+        simulate(tiny, out=out, rounds=1, budget=4, strategies=["entropy"], epochs=2,
+                 imgsz=64, batch=4, model=str(base), overrides=frozen, progress=False)
+    bad = CliRunner().invoke(app, ["active", "simulate", str(tiny), "--out", str(out),
+                                   *options, "--epochs", "3"])
+    assert bad.exit_code == 2 and last_line(bad.output).startswith("ConfigError: ")
