@@ -15,19 +15,17 @@ $(STAMP): pyproject.toml
 	# torch from the wheels cached on this machine (CPU run of a CUDA build); see docs/decisions
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(PY) -m pip install -q -e ".[train,serve,scale,sign,library,dev]"
-	# g++ and make build the DeepStream parser in tests/deploy (as a device would)
-	command -v g++ >/dev/null && command -v make >/dev/null || \
-	  (apt-get update -qq && apt-get install -y -qq g++ make)
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# Debian packages the tests drive: Chromium for the library web page (Playwright uses it,
-# never a browser of its own) and Prometheus (prometheus + promtool) for the monitoring
-# assets. Each is installed only when missing and we are root with apt-get (one apt-get
-# run for all of them; nothing runs when all are present); otherwise a note, and the tests
-# that need it skip.
-SYSTEM_DEPS := /usr/bin/chromium=chromium:fonts-dejavu-core /usr/bin/promtool=prometheus
+# Debian packages the tests drive: g++ to build the DeepStream parser (as a device would),
+# Chromium for the web pages (Playwright uses it, never a browser of its own) and
+# Prometheus (prometheus + promtool) for the monitoring assets. Each is installed only when
+# missing and we are root with apt-get (one apt-get run for all of them; nothing runs when
+# all are present); otherwise a note, and the tests that need it skip.
+SYSTEM_DEPS := /usr/bin/g++=g++ /usr/bin/chromium=chromium:fonts-dejavu-core \
+  /usr/bin/promtool=prometheus
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do bin=$${dep%%=*}; pkgs=$${dep#*=}; \
 	  if [ -x "$$bin" ]; then echo "system-deps: $$bin present"; \

@@ -41,6 +41,8 @@ NOT_RUN = {  # example (prefix) -> why it is not run here
     "detforge registry": "needs a bundle (tests/deploy)",
     "detforge library": "needs a detector, CLIP weights and a photo folder (tests/library)",
     "detforge monitor": "needs an exported model, a running server or promtool (tests/monitor)",
+    "detforge data catalog show ds": "follows `active merge` (tests/active)",
+    "detforge active": "needs a trained model and a pool of photos (tests/active)",
     "detforge serve": "starts a server (tests/serve)",
     "DETFORGE_API_KEY=": "starts a server (tests/serve)",
 }

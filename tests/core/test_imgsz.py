@@ -45,6 +45,7 @@ IMGSZ_COMMANDS = {  # command -> arguments that reach the --imgsz parsing
     "serve": ["serve", "m.onnx"],
     "library": ["library", "index", ".", "--model", "m.onnx"],
     "monitor": ["monitor", "reference", "m.onnx", "--data", "ds", "--out", "r.json"],
+    "active": ["active", "select", "m.onnx", ".", "--budget", "1", "--out", "o"],
 }
 
 

@@ -52,7 +52,7 @@ app = typer.Typer(
 
 # Command modules, each with ``register(app)``; ``data`` is a group of its own.
 _COMMAND_MODULES = ("train", "evaluate", "export", "parity", "engine", "predict", "benchmark",
-                    "deploy", "registry", "serve", "demo", "library", "monitor")
+                    "deploy", "registry", "serve", "demo", "library", "monitor", "active")
 
 
 def _register() -> None:

@@ -5,7 +5,9 @@ format, source, licence, counts (images, boxes, boxes per class, images and boxe
 split) and its open validation findings (counts by severity and the findings as JSON,
 from :func:`detforge.data.validate.validate`). A name can have several versions; adding
 an unchanged dataset again returns the existing entry (and refreshes its path, source and
-licence when given), so runs and models can point at one exact version.
+licence when given), so runs and models can point at one exact version. A version made from
+another (``detforge active merge``) also records its parent version and the selection that
+chose its new images (table ``lineage``).
 
 The default file is ``$DETFORGE_HOME/catalog.sqlite`` (``DETFORGE_HOME`` defaults to
 ``~/.detforge``). Every write is one SQLite transaction.
@@ -58,6 +60,13 @@ CREATE TABLE IF NOT EXISTS datasets (
 );
 CREATE INDEX IF NOT EXISTS datasets_version ON datasets (version);
 """
+# Added without a schema bump: older readers ignore the table, newer ones join it.
+_LINEAGE = """
+CREATE TABLE IF NOT EXISTS lineage (
+    name TEXT NOT NULL, digest TEXT NOT NULL, parent TEXT, selection TEXT,
+    PRIMARY KEY (name, digest)
+);
+"""
 _COLUMNS = ("name", "version", "digest", "path", "format", "source", "licence", "added",
             "num_images", "num_boxes", "classes", "class_counts", "split_counts",
             "findings_summary", "findings")
@@ -100,6 +109,8 @@ class Entry:
         findings_summary: Validation findings per severity, or None when
             ``detforge.data.validate`` was not available.
         findings: The validation findings as JSON objects, or None (as above).
+        parent: Version of the dataset this one was derived from (``active merge``), or None.
+        selection: How the added images were chosen (``active merge``), or None.
     """
 
     name: str
@@ -117,6 +128,8 @@ class Entry:
     split_counts: dict[str, dict[str, int]]
     findings_summary: dict[str, int] | None
     findings: list[dict[str, Any]] | None
+    parent: str | None = None
+    selection: dict[str, Any] | None = None
 
     def to_dict(self, *, with_findings: bool = True) -> dict[str, Any]:
         """JSON-ready dict; ``with_findings=False`` leaves out the findings list."""
@@ -134,6 +147,7 @@ class Entry:
                  f"digest:    {self.digest}", f"path:      {self.path}",
                  f"format:    {self.format}", f"source:    {self.source or '-'}",
                  f"licence:   {self.licence or '-'}", f"added:     {self.added}",
+                 f"parent:    {self.parent or '-'}",
                  f"images:    {self.num_images}", f"boxes:     {self.num_boxes}",
                  f"findings:  {findings}", "classes:"]
         lines += [f"  {name}: {self.class_counts.get(name, 0)}" for name in self.classes]
@@ -227,6 +241,8 @@ class Catalog:
                     if write and version < _SCHEMA_VERSION:
                         conn.executescript(_SCHEMA)
                         conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+                    if write:
+                        conn.executescript(_LINEAGE)
                     yield conn
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"{self.path}: not a usable catalogue file ({exc}); pass "
@@ -238,12 +254,18 @@ class Catalog:
         with self._connect(write=False) as conn:
             if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
                 return []
-            rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM datasets {where} "
-                                "ORDER BY name, id", args).fetchall()
+            joined = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                  "name = 'lineage'").fetchone() is not None
+            extra = ", l.parent, l.selection" if joined else ", NULL, NULL"
+            join = " LEFT JOIN lineage l USING (name, digest)" if joined else ""
+            rows = conn.execute(f"SELECT {', '.join('d.' + c for c in _COLUMNS)}{extra} FROM "
+                                f"datasets d{join} {where} ORDER BY d.name, d.id",
+                                args).fetchall()
         return [_entry(row) for row in rows]
 
     def add(self, dataset_path: str | Path, *, name: str, source: str | None = None,
-            licence: str | None = None, fmt: str | None = None) -> Entry:
+            licence: str | None = None, fmt: str | None = None, parent: str | None = None,
+            selection: dict[str, Any] | None = None) -> Entry:
         """Read, hash and validate a dataset and record it under ``name``.
 
         Args:
@@ -252,6 +274,8 @@ class Catalog:
             source: Where the data came from (URL, team, vendor).
             licence: Its licence (e.g. ``CC-BY-4.0``).
             fmt: Format name; detected when None.
+            parent: Version of the dataset this one derives from.
+            selection: JSON-ready record of how its new images were chosen.
 
         Returns:
             The new entry, or the existing one if this exact content is already under
@@ -274,6 +298,7 @@ class Catalog:
                 conn.execute("UPDATE datasets SET path = ?, source = COALESCE(?, source), "
                              "licence = COALESCE(?, licence) WHERE name = ? AND digest = ?",
                              (path, source, licence, name, digest))
+            self._link(name, digest, parent, selection)
             found = self._find(name, digest)
             return existing if found is None else found
         per_class, per_split = _counts(dataset)
@@ -290,13 +315,24 @@ class Catalog:
         with self._connect(write=True) as conn:
             conn.execute(f"INSERT OR IGNORE INTO datasets ({', '.join(_COLUMNS)}) "
                          f"VALUES ({', '.join('?' * len(_COLUMNS))})", row)
+        self._link(name, digest, parent, selection)
         entry = self._find(name, digest)
         if entry is None:  # cannot happen after a committed insert; keep mypy and users honest
             raise CatalogError(f"{self.path}: the entry for {name!r} vanished after insert")
         return entry
 
+    def _link(self, name: str, digest: str, parent: str | None,
+              selection: dict[str, Any] | None) -> None:
+        if parent is None and selection is None:
+            return
+        with self._connect(write=True) as conn:
+            conn.execute("INSERT OR REPLACE INTO lineage (name, digest, parent, selection) "
+                         "VALUES (?, ?, ?, ?)", (name, digest, parent,
+                                                 None if selection is None
+                                                 else json.dumps(selection)))
+
     def _find(self, name: str, digest: str) -> Entry | None:
-        rows = self._rows("WHERE name = ? AND digest = ?", (name, digest))
+        rows = self._rows("WHERE d.name = ? AND d.digest = ?", (name, digest))
         return rows[0] if rows else None
 
     def list(self) -> list[Entry]:
@@ -315,7 +351,7 @@ class Catalog:
         self._require_file()
         key = name_or_version.strip()
         name, _, version = key.partition("@")
-        by_name = self._rows("WHERE name = ?", (name,))
+        by_name = self._rows("WHERE d.name = ?", (name,))
         if by_name and not version:
             return by_name[-1]
         prefix = (version or key).lower()
@@ -335,6 +371,8 @@ class Catalog:
 
 
 def _entry(row: sqlite3.Row) -> Entry:
-    values = {c: (json.loads(row[c]) if c in _JSON_COLUMNS and row[c] is not None else row[c])
-              for c in _COLUMNS}
-    return Entry(**values)
+    values = {c: (json.loads(row[i]) if c in _JSON_COLUMNS and row[i] is not None else row[i])
+              for i, c in enumerate(_COLUMNS)}
+    selection = row[len(_COLUMNS) + 1]
+    return Entry(**values, parent=row[len(_COLUMNS)],
+                 selection=None if selection is None else json.loads(selection))

@@ -218,7 +218,10 @@ class UltralyticsBackend:
             "cache": config.cache, "rect": config.rect and not config.letterboxed,
             "val": config.val, "plots": config.plots,
             "project": str(run_dir.parent.resolve()), "name": run_dir.name, "exist_ok": True,
-            "save": True, "pretrained": False,
+            "save": True,
+            # Ultralytics 8.4 drops the weights of a loaded .pt when pretrained is False
+            # (engine/model.py train()); a YAML has none to drop and downloads nothing.
+            "pretrained": str(config.model).lower().endswith(".pt"),
             **config.optim.model_dump(exclude=set(_DETFORGE_OPTIM)), **augment,
         }
 
