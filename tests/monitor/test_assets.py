@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from detforge.cli import app
@@ -18,6 +19,8 @@ from detforge.core.errors import ConfigError
 from detforge.monitor.assets import ALERTS, AssetOptions, write_assets
 from detforge.monitor.dashboard import dashboard, panel_queries
 from detforge.monitor.grafana_rules import check_dashboard
+
+from .conftest import image_files
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
                                     reason="promtool not installed (make system-deps)")
@@ -142,3 +145,26 @@ def test_compose_wires_the_files_it_mounts(assets: Path) -> None:
     assert prov["providers"][0]["options"]["path"] in mounted
     ds = yaml.safe_load((assets / "grafana/provisioning/datasources/prometheus.yml").read_text())
     assert ds["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+def test_bundle_reference_that_cannot_be_built_is_a_note(tiny_model: Path, known_data: Path,
+                                                         tmp_path: Path) -> None:
+    """A bundle's model that detects nothing at its --conf gets no reference.json, and the
+    bundle's notes say why (the bundle itself is still written)."""
+    from detforge.monitor.bundle import MonitorFiles
+
+    black = tmp_path / "black"
+    shutil.copytree(known_data, black)
+    for image in image_files(black):  # the tiny model's scores follow brightness
+        with Image.open(image) as im:
+            size = im.size
+        Image.new("RGB", size).save(image)
+    files = MonitorFiles(lambda folder, onnx: ["inner"], data=black, conf=0.25, iou=0.7)
+    notes = files(tmp_path, tiny_model)
+    assert notes[0] == "inner"
+    assert notes[1].startswith("monitor/reference.json not written: no detection on the ")
+    assert (tmp_path / "monitor" / "prometheus.yml").is_file()
+    assert not (tmp_path / "monitor" / "reference.json").exists()
+    ok = MonitorFiles(lambda folder, onnx: [], data=known_data, conf=0.25, iou=0.7)
+    assert ok(tmp_path / "b", tiny_model) == []
+    assert (tmp_path / "b" / "monitor" / "reference.json").is_file()

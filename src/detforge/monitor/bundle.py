@@ -6,7 +6,9 @@ server at ``/models``) and, when the bundle is built with ``--data``, ``referenc
 the bundled model's own reference statistics on the dataset's validation split, computed
 with the bundled file itself (so ``serve --reference`` accepts it for that model and no
 other). Without ``--data`` a note says how to build one: a reference on synthetic images
-would describe nothing the model will see.
+would describe nothing the model will see. A reference that cannot be computed (the
+model detects nothing on the split at the bundle's ``--conf``) is a note in the bundle's
+summary, not a failed bundle.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from detforge.core.errors import ConfigError
 from detforge.monitor.assets import AssetOptions, write_assets
 
 __all__ = ["REFERENCE_MAX_IMAGES", "MonitorFiles"]
@@ -50,8 +53,12 @@ class MonitorFiles:
                          f"monitor/reference.json --conf {self.conf:g}`")
             return notes
         split = "val" if "val" in read_dataset(self.data).split_names() else None
-        ref = build_reference(onnx_path, self.data, split=split, conf=self.conf, iou=self.iou,
-                              device="cpu", max_images=REFERENCE_MAX_IMAGES, min_images=1,
-                              batch=1)
+        try:
+            ref = build_reference(onnx_path, self.data, split=split, conf=self.conf,
+                                  iou=self.iou, device="cpu", max_images=REFERENCE_MAX_IMAGES,
+                                  min_images=1, batch=1)
+        except ConfigError as exc:  # e.g. a barely trained model detects nothing at --conf
+            notes.append(f"monitor/reference.json not written: {exc}")
+            return notes
         ref.write(out / "reference.json")
         return notes
