@@ -105,6 +105,20 @@ def _iou_one(box, boxes):
         return np.where(union == 0, 0.0, inter / union)
 
 
+def _per_class(objects, num_classes, pre_threshold):
+    # type: (NDArray[Any], int, Optional[Sequence[float]]) -> List[NDArray[Any]]
+    """The rows of each class id < ``num_classes`` in class order, less those below their
+    class's pre-cluster-threshold (None: keep all), as nvinfer filters a parser's output."""
+    objects = np.asarray(objects, dtype=np.float32).reshape(-1, 6)
+    cls = objects[:, 0].astype(np.int64)
+    keep = cls < num_classes
+    if pre_threshold is not None and len(objects):
+        thr = np.asarray(list(pre_threshold) + [np.inf] * num_classes, np.float32)
+        keep &= objects[:, 5] >= thr[np.clip(cls, 0, len(thr) - 1)]
+    objects, cls = objects[keep], cls[keep]
+    return [objects[cls == c] for c in range(num_classes)]
+
+
 def cluster_nms(objects, num_classes, iou_threshold, topk, post_threshold=0.0,
                 pre_threshold=None):
     # type: (NDArray[Any], int, float, int, float, Optional[Sequence[float]]) -> NDArray[Any]
@@ -127,16 +141,8 @@ def cluster_nms(objects, num_classes, iou_threshold, topk, post_threshold=0.0,
     Returns:
         ``[K, 6]`` rows in nvinfer's output order.
     """
-    objects = np.asarray(objects, dtype=np.float32).reshape(-1, 6)
-    cls = objects[:, 0].astype(np.int64)
-    keep = cls < num_classes
-    if pre_threshold is not None and len(objects):
-        thr = np.asarray(list(pre_threshold) + [np.inf] * num_classes, np.float32)
-        keep &= objects[:, 5] >= thr[np.clip(cls, 0, len(thr) - 1)]
-    objects, cls = objects[keep], cls[keep]
     out = []  # type: List[NDArray[Any]]
-    for c in range(num_classes):
-        mine = objects[cls == c]
+    for mine in _per_class(objects, num_classes, pre_threshold):
         if not len(mine):
             continue
         mine = mine[np.argsort(-mine[:, 5], kind="mergesort")]
@@ -171,16 +177,8 @@ def unclustered(objects, num_classes, topk, pre_threshold=None):
     Returns:
         ``[K, 6]`` rows in nvinfer's output order.
     """
-    objects = np.asarray(objects, dtype=np.float32).reshape(-1, 6)
-    cls = objects[:, 0].astype(np.int64)
-    keep = cls < num_classes
-    if pre_threshold is not None and len(objects):
-        thr = np.asarray(list(pre_threshold) + [np.inf] * num_classes, np.float32)
-        keep &= objects[:, 5] >= thr[np.clip(cls, 0, len(thr) - 1)]
-    objects, cls = objects[keep], cls[keep]
     out = []  # type: List[NDArray[Any]]
-    for c in range(num_classes):
-        mine = objects[cls == c]
+    for mine in _per_class(objects, num_classes, pre_threshold):
         mine = mine[np.argsort(-mine[:, 5], kind="mergesort")]
         out.append(mine[:topk] if topk >= 0 else mine)
     return np.concatenate(out, axis=0) if out else np.zeros((0, 6), np.float32)
