@@ -6,8 +6,8 @@ one with ``--reference`` (the model's reference on the same kind of images). Cli
 640x480 JPEGs from ``--clients`` threads; the two servers are measured in alternating
 rounds (off-on, on-off, ...) so load changes on a shared machine hit both alike. The
 table gives images/s per round and the median ratio on/off; the cost of monitoring is
-``1 - ratio``. The drift window is read (``/metrics``) once a second during the "on" rounds,
-as a Prometheus scraping at 1 s would.
+``1 - ratio``. Both servers are scraped (``/metrics``) once a second, as a Prometheus
+scraping at 1 s would: the "on" server's scrape also measures the drift window.
 
 On a shared, loaded machine the rounds' ratio swings by tens of percent either way, so the
 script also measures the added work itself in CPU time (``time.process_time``, which other
@@ -197,9 +197,9 @@ def main() -> None:
             for r in range(args.rounds):  # ABBA order: a load trend hits both alike
                 if r % 2:
                     on_ips = _round(url_on, images, args.clients, args.seconds, True)
-                    off_ips = _round(url_off, images, args.clients, args.seconds, False)
+                    off_ips = _round(url_off, images, args.clients, args.seconds, True)
                 else:
-                    off_ips = _round(url_off, images, args.clients, args.seconds, False)
+                    off_ips = _round(url_off, images, args.clients, args.seconds, True)
                     on_ips = _round(url_on, images, args.clients, args.seconds, True)
                 rows.append({"round": r + 1, "off_ips": round(off_ips, 2),
                              "on_ips": round(on_ips, 2), "ratio": round(on_ips / off_ips, 4)})
