@@ -75,7 +75,9 @@ def image_stats(image: NDArray[np.uint8]) -> ImageStats:
     h, w = image.shape[:2]
     step = max(1, math.ceil(max(h, w) / _SAMPLE_SIDE))
     sample = np.ascontiguousarray(image[::step, ::step, :3], dtype=np.float32)
-    grey = sample @ _LUMA
+    # element-wise, not ``sample @ _LUMA``: a BLAS call may wake BLAS threads that compete
+    # with inference for the cores
+    grey = sample[..., 0] * _LUMA[0] + sample[..., 1] * _LUMA[1] + sample[..., 2] * _LUMA[2]
     lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)
     return ImageStats(brightness=float(grey.mean()) / 255.0,
                       contrast=float(grey.std()) / 255.0,
