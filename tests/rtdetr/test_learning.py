@@ -66,9 +66,8 @@ def _val_images(data: Path) -> list[np.ndarray]:
 def test_pt_and_onnx_agree_within_a_pixel(rtdetr_trained: TrainedRTDETR,
                                           rtdetr_onnx: Path) -> None:
     """The .pt (torch, Ultralytics' head) and the ONNX give the same detections: same
-    letterbox, boxes within 1 px, scores within 2e-3 (measured: boxes within 0.03 px, scores
-    within 1.5e-3 on this model; float32 torch against ONNX Runtime). The lowest row may be
-    a different one of two near-equal scores (both files return their best K = 50)."""
+    letterbox, boxes within 1 px, scores within 1e-3 (measured: 0.03 px and 2e-6 once the
+    .pt's cached FP16-rounded anchors are rebuilt; 1.5e-3 before)."""
     from detforge.runtime import load_model
 
     pt = load_model(rtdetr_trained.pt, device="cpu", conf=0.05)
@@ -82,9 +81,8 @@ def test_pt_and_onnx_agree_within_a_pixel(rtdetr_trained: TrainedRTDETR,
         n = min(len(a), len(b))
         diff = np.abs(a.xyxy[:n, None, :] - b.xyxy[None, :n, :]).max(-1)
         same = (diff <= 1.0) & (a.class_ids[:n, None] == b.class_ids[None, :n]) & (
-            np.abs(a.scores[:n, None] - b.scores[None, :n]) <= 2e-3)
-        checked = n - 1
-        assert same[:checked].any(1).all(), np.flatnonzero(~same[:checked].any(1))
+            np.abs(a.scores[:n, None] - b.scores[None, :n]) <= 1e-3)
+        assert same.any(1).all(), np.flatnonzero(~same.any(1))
         compared += n
     assert compared >= 50, f"only {compared} boxes compared"
 

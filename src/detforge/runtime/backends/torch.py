@@ -98,6 +98,12 @@ class TorchBackend(BackendBase):
         else:
             net = net.float()
         self._net: Any = net
+        head: Any = net.model[-1] if hasattr(net, "model") else None
+        if type(head).__name__ == "RTDETRDecoder":
+            # A checkpoint keeps the decoder's anchors of the last input it saw, rounded to
+            # FP16 when it was saved (up to 1e-3 off); rebuilt at the first call, as the
+            # ONNX export builds them, the .pt and the ONNX give the same scores.
+            head.shapes = []
         imgsz = (yolo.overrides or {}).get("imgsz") or 640
         hw = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[-1]))
         trained, letterboxed = trained_input(net)
