@@ -65,13 +65,24 @@ def resolve_opset(opset: int | str | None, targets: Sequence[Target] = ()) -> in
     """
     if opset is None or opset == "auto":
         return export_opset([t.tensorrt for t in targets])
+    return checked_opset(opset, targets, minimum=MIN_OPSET,
+                         why="detforge's graph passes need it (TensorRT 8.2 imports up to 13)")
+
+
+def checked_opset(opset: int | str, targets: Sequence[Target], *, minimum: int,
+                  why: str) -> int:
+    """An opset given as a number: at least ``minimum`` (``why`` says why) and at most what
+    every target's TensorRT imports.
+
+    Raises:
+        ConfigError: Not a number, below ``minimum`` or above a target's ceiling.
+    """
     try:
         n = int(opset)
     except ValueError:
         raise ConfigError(f"--opset {opset!r} must be 'auto' or a number, e.g. 17") from None
-    if n < MIN_OPSET:
-        raise ConfigError(f"--opset {n}: detforge exports opset {MIN_OPSET} or later (the graph "
-                          f"passes need it; TensorRT 8.2 imports up to 13)")
+    if n < minimum:
+        raise ConfigError(f"--opset {n}: opset {minimum} at least; {why}")
     for t in targets:
         hi = rules_for(t.tensorrt).opset[1]
         if n > hi:

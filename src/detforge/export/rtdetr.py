@@ -78,19 +78,10 @@ def rtdetr_opset(opset: int | str | None, targets: Sequence[Target]) -> int:
         ceiling = min(ceiling, 16)
     if opset is None or opset == "auto":
         return ceiling
-    try:
-        n = int(opset)
-    except ValueError:
-        raise ConfigError(f"--opset {opset!r} must be 'auto' or a number, e.g. 17") from None
-    if n < RTDETR_MIN_OPSET:
-        raise ConfigError(f"--opset {n}: RT-DETR needs opset {RTDETR_MIN_OPSET} or later "
-                          f"(GridSample); use --opset auto")
-    for t in targets:
-        hi = rules_for(t.tensorrt).opset[1]
-        if n > hi:
-            raise ConfigError(f"--opset {n}: {t.name} runs TensorRT {t.tensorrt}, which imports "
-                              f"opset {hi} at most; use --opset auto")
-    return n
+    from detforge.export.onnx_export import checked_opset
+
+    return checked_opset(opset, targets, minimum=RTDETR_MIN_OPSET,
+                         why="RT-DETR's GridSample needs it; use --opset auto")
 
 
 def export_rtdetr_graph(net: Any, out: Path, *, imgsz: tuple[int, int], batch: int | None,

@@ -1,7 +1,7 @@
 """Typed artefacts shared by every stage: validated models, read and written in one place.
 
-What one stage writes and another reads lives here, so ``export`` and ``deploy`` never
-import each other for a file format:
+What one stage writes and another reads lives here, so neither ``export`` nor ``deploy``
+needs the other's modules for a file format:
 
 * :class:`ModelMeta` -- the metadata every exported model carries (``model_meta``);
 * :class:`EngineSidecar` -- ``model.engine.json`` beside each TensorRT plan (``engine``);
