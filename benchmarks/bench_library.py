@@ -260,7 +260,8 @@ SEARCHES: list[dict[str, Any]] = [
     {"objects": ("dog",), "after": "2024-01-01", "camera": "iphone", "min_sharpness": 100.0},
     {"text": "photos with a dog from 2024 taken with the iPhone sharp"},
     {"text": "cat beach 2019"}, {"text": "IMG_0420"}, {"objects": ("cat", "person")},
-    {"text": "unique sunset"}, {"tags": ("snow",), "before": "2015"},
+    {"text": "unique sunset"}, {"tags": ("snow",), "before": "2015"}, {"text": "unique"},
+    {"objects": ("dog",), "offset": 1000}, {"camera": "canon", "offset": 1000},
 ]
 
 
@@ -360,7 +361,9 @@ def main() -> None:
         result["throughput"] = {"rows": rows, "ratio": ratio, "files": n,
                                 "loadavg": os.getloadavg()}
     if "search" not in skip:
-        db = args.cache / f"search_{args.search_entries}.sqlite"
+        from detforge.library import SCHEMA_VERSION
+
+        db = args.cache / f"search_{args.search_entries}_v{SCHEMA_VERSION}.sqlite"
         build_search_index(db, args.search_entries)
         s = bench_search(db, args.search_repeats)
         s["entries"] = args.search_entries

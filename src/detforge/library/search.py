@@ -39,7 +39,7 @@ from detforge.library.quality import exposure_label
 __all__ = ["BLURRY", "SHARP", "SearchQuery", "SearchResult", "parse_query", "search"]
 
 SHARP = 100.0
-_FEW = 2000  # matches below which a label-filtered page is sorted rather than scanned
+_FEW = 5000  # matches of an object or tag search up to which they are sorted, not walked
 BLURRY = 50.0
 _FILLER = frozenset({"a", "an", "the", "with", "of", "in", "on", "at", "from", "taken", "by",
                      "and", "all", "show", "me", "find", "containing", "featuring", "shot",
@@ -203,13 +203,9 @@ def _like(text: str) -> str:
 
 
 def _where(con: sqlite3.Connection, q: SearchQuery) -> tuple[str, list[Any]]:
+    """The conditions on a file row (all but objects and tags) and their arguments."""
     clauses = ["f.error IS NULL", "f.kind != 'other'"]
     args: list[Any] = []
-    sets = [("SELECT hash FROM objects WHERE label = ?", label) for label in q.objects] + [
-        ("SELECT hash FROM tags WHERE tag = ?", tag) for tag in q.tags]
-    if sets:  # one intersected set of contents, probed once per file
-        clauses.append(f"f.hash IN ({' INTERSECT '.join(sql for sql, _ in sets)})")
-        args += [value for _, value in sets]
     if q.after:
         clauses.append("f.date >= ?")
         args.append(_date(q.after, "--after"))
@@ -242,9 +238,26 @@ def _where(con: sqlite3.Connection, q: SearchQuery) -> tuple[str, list[Any]]:
         clauses.append("f.hash IN (SELECT value FROM json_each(?)) AND f.path != ?")
         args += [json.dumps(hashes), path]
     if q.unique:
-        clauses.append("NOT EXISTS (SELECT 1 FROM files g WHERE g.hash = f.hash AND "
-                       "g.id < f.id AND g.error IS NULL)")
+        clauses.append("f.dup = 0")  # the first readable copy (see store.py)
     return " AND ".join(clauses), args
+
+
+def _contents_with(con: sqlite3.Connection, objects: Sequence[str], tags: Sequence[str]
+                   ) -> tuple[str, str, list[Any]]:
+    """The contents that have every object and tag: tables, conditions and arguments.
+
+    The sets are joined along their primary keys, smallest first (``CROSS JOIN`` keeps that
+    order): the rarest label is read once and each of its contents probed in the others,
+    about twice as fast as an ``INTERSECT`` of whole sets. ``s0.hash`` is each content.
+    """
+    sets = [("objects", "label", v) for v in objects] + [("tags", "tag", v) for v in tags]
+    sizes = [con.execute(f"SELECT count(*) FROM {table} WHERE {col} = ?", (v,)).fetchone()[0]
+             for table, col, v in sets]
+    sets = [s for _, s in sorted(zip(sizes, sets, strict=True), key=lambda p: p[0])]
+    tables = " CROSS JOIN ".join(f"{table} s{i}" for i, (table, _, _) in enumerate(sets))
+    conds = " AND ".join(f"s{i}.{col} = ?" + (f" AND s{i}.hash = s0.hash" if i else "")
+                         for i, (_, col, _) in enumerate(sets))
+    return tables, conds, [v for *_, v in sets]
 
 
 def _near(con: sqlite3.Connection, file: str, threshold: int) -> tuple[str, list[str]]:
@@ -293,7 +306,8 @@ def search(con: sqlite3.Connection, query: SearchQuery | None = None, *,
     Args:
         con: An open index (see :func:`~detforge.library.store.open_store`).
         query: The filters; ``query.text`` is parsed by :func:`parse_query`.
-        count: Also count every match (else ``total`` is the number returned).
+        count: Count every match even when that takes a second pass (else ``total`` may
+            be only the number returned; a search by object or tag always counts).
 
     Returns:
         The :class:`SearchResult`: records with ``path`` and the indexed fields, plus
@@ -309,32 +323,60 @@ def search(con: sqlite3.Connection, query: SearchQuery | None = None, *,
     if q.text:
         q = parse_query(q.text, con, q)
     where, args = _where(con, q)
-    # The covering index in date order answers most searches by itself: a page stops after
-    # `limit` matches. Under an object or tag filter, SQLite's own plan (from those
-    # contents) counts faster, and also pages faster when the matches are few.
-    scan = f"FROM files f INDEXED BY files_search WHERE {where}"
-    plan = f"FROM files f WHERE {where}"
-    total: int | None = None
-    page_from = scan
     if q.objects or q.tags:
-        if count:
-            total = int(con.execute(f"SELECT count(*) {plan}", args).fetchone()[0])
-        if total is None or total <= _FEW:
-            page_from = plan
-    ids = f"SELECT f.id {page_from} ORDER BY f.date DESC, f.path"
-    page_args = list(args)
-    if q.limit is not None or q.offset:
-        ids += " LIMIT ? OFFSET ?"
-        page_args += [-1 if q.limit is None else q.limit, q.offset]
-    page = (f"WITH page AS ({ids}) SELECT {_COLUMNS} FROM page JOIN files f ON f.id = page.id "
-            f"JOIN contents c ON c.hash = f.hash ORDER BY f.date DESC, f.path")
-    records = [dict(zip(_NAMES, row, strict=True)) for row in con.execute(page, page_args)]
+        ids, total = _page_by_content(con, q, where, args)
+    else:
+        ids, total = _page_by_date(con, q, where, args, count=count)
+    rows = con.execute(f"SELECT {_COLUMNS} FROM json_each(?) p JOIN files f ON f.id = p.value "
+                       f"JOIN contents c ON c.hash = f.hash ORDER BY p.key", (json.dumps(ids),))
+    records = [dict(zip(_NAMES, row, strict=True)) for row in rows]
     _attach(con, records)
-    if total is None:
-        total = len(records) + q.offset
-        if count and (q.limit is not None and len(records) >= q.limit or q.offset):
-            total = int(con.execute(f"SELECT count(*) {scan}", args).fetchone()[0])
     return SearchResult(total=total, records=records)
+
+
+# Three plans, each the fastest where it is used (docs/decisions/0032-library-search.md;
+# BENCHMARKS.md, library search):
+# - no object or tag: walk the covering index in date order, which stops after the page;
+# - objects or tags with few matches: read them all from the set of contents (one pass
+#   through the covering index by content), sort them and cut the page;
+# - objects or tags with more: count them on that same pass, then walk in date order
+#   probing the set (the matches are dense, so the page comes soon).
+
+
+def _page_by_date(con: sqlite3.Connection, q: SearchQuery, where: str, args: list[Any], *,
+                  count: bool) -> tuple[list[int], int]:
+    """The page's file ids and the total, with no object or tag filter."""
+    by_date = f"FROM files f INDEXED BY files_search WHERE {where}"
+    ids = [r[0] for r in con.execute(
+        f"SELECT f.id {by_date} ORDER BY f.date DESC, f.path LIMIT ? OFFSET ?",
+        [*args, -1 if q.limit is None else q.limit + 1, q.offset])]  # one past: more?
+    more = q.limit is not None and len(ids) > q.limit
+    ids = ids[:q.limit]
+    total = q.offset + len(ids)
+    if count and (more or (q.offset and not ids)):
+        total = int(con.execute(f"SELECT count(*) {by_date}", args).fetchone()[0])
+    return ids, total
+
+
+def _page_by_content(con: sqlite3.Connection, q: SearchQuery, where: str, args: list[Any]
+                     ) -> tuple[list[int], int]:
+    """The page's file ids and the total, under object or tag filters."""
+    tables, conds, values = _contents_with(con, q.objects, q.tags)
+    page = [-1 if q.limit is None else q.limit, q.offset]
+    cursor = con.execute(f"SELECT f.id FROM {tables} CROSS JOIN files f INDEXED BY "
+                         f"files_by_content WHERE {conds} AND f.hash = s0.hash AND {where}",
+                         values + args)
+    found = cursor.fetchmany(_FEW + 1)
+    if len(found) <= _FEW:
+        return [r[0] for r in con.execute(
+            "SELECT f.id FROM json_each(?) p JOIN files f ON f.id = p.value "
+            "ORDER BY f.date DESC, f.path LIMIT ? OFFSET ?",
+            [json.dumps([r[0] for r in found]), *page])], len(found)
+    total = len(found) + sum(1 for _ in cursor)  # the rest of the pass, not a second one
+    return [r[0] for r in con.execute(
+        f"SELECT f.id FROM files f INDEXED BY files_search WHERE {where} AND f.hash IN "
+        f"(SELECT s0.hash FROM {tables} WHERE {conds}) ORDER BY f.date DESC, f.path "
+        f"LIMIT ? OFFSET ?", args + values + page)], total
 
 
 def _attach(con: sqlite3.Connection, records: Sequence[dict[str, Any]]) -> None:

@@ -124,9 +124,37 @@ CREATE TABLE thumbnails (
 );
 """
 
+# Version 2: `files.dup` marks a readable file that has a copy with a lower id (same
+# content), so "one file per content" is a column in the covering indexes rather than a
+# probe per file. Triggers keep it in step in the same transaction as any change of a file's
+# content, readability or existence; the flags of every file on the old and the new content
+# are recomputed (usually one or two rows) and only those that change are written.
+_V2 = """
+ALTER TABLE files ADD COLUMN dup INTEGER NOT NULL DEFAULT 0;
+UPDATE files SET dup = EXISTS (SELECT 1 FROM files g WHERE g.hash = files.hash
+    AND g.id < files.id AND g.error IS NULL) WHERE hash IS NOT NULL;
+DROP INDEX files_search;
+DROP INDEX files_by_content;
+CREATE INDEX files_search ON files(date DESC, path, kind, camera, sharpness, dup, hash)
+    WHERE error IS NULL AND kind != 'other';
+CREATE INDEX files_by_content ON files(hash, date, camera, sharpness, kind, dup)
+    WHERE error IS NULL AND kind != 'other';
+CREATE TRIGGER files_dup_insert AFTER INSERT ON files WHEN NEW.hash IS NOT NULL BEGIN
+    UPDATE files SET dup = 1 - dup WHERE hash = NEW.hash AND dup != EXISTS (SELECT 1
+        FROM files g WHERE g.hash = files.hash AND g.id < files.id AND g.error IS NULL);
+END;
+CREATE TRIGGER files_dup_update AFTER UPDATE OF hash, error ON files BEGIN
+    UPDATE files SET dup = 1 - dup WHERE hash IN (OLD.hash, NEW.hash) AND dup != EXISTS (SELECT 1
+        FROM files g WHERE g.hash = files.hash AND g.id < files.id AND g.error IS NULL);
+END;
+CREATE TRIGGER files_dup_delete AFTER DELETE ON files WHEN OLD.hash IS NOT NULL BEGIN
+    UPDATE files SET dup = 1 - dup WHERE hash = OLD.hash AND dup != EXISTS (SELECT 1
+        FROM files g WHERE g.hash = files.hash AND g.id < files.id AND g.error IS NULL);
+END;
+"""
 
 #: ``MIGRATIONS[i]`` is the SQL script that upgrades schema version ``i`` to ``i + 1``.
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
