@@ -97,7 +97,7 @@ def make_model(cache: Path) -> Path:
 
     pt = cache / "yolo11n_nc80.pt"
     torch.manual_seed(0)
-    net = DetectionModel("yolo11n.yaml", nc=80, verbose=False)
+    net = DetectionModel("yolo11n.yaml", nc=80, verbose=False)  # type: ignore[no-untyped-call]
     net.names = {i: f"class{i}" for i in range(80)}
     torch.save({"model": net, "train_args": {}, "epoch": -1}, pt)
     export_onnx(pt, onnx, imgsz=(320, 320), layout="raw")
@@ -203,6 +203,9 @@ def run_baseline(root: Path, db: Path, model: Path, workers: int) -> dict[str, A
             con.executemany("INSERT INTO dets VALUES (?, ?, ?)", self.rows)
             con.commit()
 
+        def abort(self) -> None:
+            self.rows.clear()
+
     t0 = time.perf_counter()
     with load_model(model, device="cpu") as m:
         run_pipeline(m, items(), [Sink()], workers=workers, progress=False)
@@ -265,34 +268,72 @@ SEARCHES: list[dict[str, Any]] = [
 ]
 
 
-def bench_search(db: Path, repeats: int) -> dict[str, Any]:
-    from detforge.library import SearchQuery, open_store, search
+def _search_module_at(ref: str) -> Any:
+    """``detforge.library.search`` as it is in git ``ref``, imported under another name."""
+    import importlib.util
+    import tempfile
 
+    repo = Path(__file__).resolve().parent.parent
+    source = subprocess.run(["git", "show", f"{ref}:src/detforge/library/search.py"],
+                            cwd=repo, check=True, capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "search_at_ref.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("search_at_ref", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["search_at_ref"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stats(times: list[float], cpu: list[float]) -> dict[str, float]:
+    return {"p50_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95)),
+            "max_ms": max(times), "cpu_p50_ms": statistics.median(cpu),
+            "cpu_p95_ms": float(np.percentile(cpu, 95))}
+
+
+def bench_search(db: Path, repeats: int, against: str | None = None) -> dict[str, Any]:
+    """Time each query ``repeats`` times; with ``against``, the search code of that git ref
+    too, interleaved query by query on the same connection (one run, same conditions)."""
+    import importlib
+
+    from detforge.library import open_store
+
+    codes = {"current": importlib.import_module("detforge.library.search")}
+    if against:
+        codes[against] = _search_module_at(against)
     con = open_store(db, readonly=True)
     per: list[dict[str, Any]] = []
-    everything: list[float] = []
-    cpu_all: list[float] = []
+    everything: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in codes}
     for spec in SEARCHES:
-        q = SearchQuery(limit=100, **spec)
-        search(con, q)  # warm the page cache
-        times, cpu = [], []
+        row: dict[str, Any] = {"query": spec}
+        timed: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in codes}
+        for name, code in codes.items():
+            res = code.search(con, code.SearchQuery(limit=100, **spec))  # warm the cache
+            row.setdefault("total", res.total)
+            if res.total != row["total"]:
+                raise SystemExit(f"{name} counts {res.total} for {spec}, not {row['total']}")
         for _ in range(repeats):
-            t0, c0 = time.perf_counter(), time.thread_time()
-            res = search(con, q)
-            cpu.append((time.thread_time() - c0) * 1000)
-            times.append((time.perf_counter() - t0) * 1000)
-        everything += times
-        cpu_all += cpu
-        per.append({"query": spec, "total": res.total, "p50_ms": statistics.median(times),
-                    "p95_ms": float(np.percentile(times, 95)),
-                    "cpu_p95_ms": float(np.percentile(cpu, 95))})
+            for name, code in codes.items():
+                q = code.SearchQuery(limit=100, **spec)
+                t0, c0 = time.perf_counter(), time.thread_time()
+                code.search(con, q)
+                timed[name][1].append((time.thread_time() - c0) * 1000)
+                timed[name][0].append((time.perf_counter() - t0) * 1000)
+        for name, (times, cpu) in timed.items():
+            everything[name][0].extend(times)
+            everything[name][1].extend(cpu)
+        row.update(_stats(*timed["current"]))
+        if against:
+            row["against"] = _stats(*timed[against])
+        per.append(row)
     con.close()
     # Wall time waits for the CPU when other jobs share the machine; CPU time is what a
     # search costs (SQLite runs in the calling thread).
-    return {"entries": None, "queries": per, "p50_ms": statistics.median(everything),
-            "p95_ms": float(np.percentile(everything, 95)), "max_ms": max(everything),
-            "cpu_p50_ms": statistics.median(cpu_all),
-            "cpu_p95_ms": float(np.percentile(cpu_all, 95))}
+    out: dict[str, Any] = {"entries": None, "queries": per, **_stats(*everything["current"])}
+    if against:
+        out["against"] = {"ref": against, **_stats(*everything[against])}
+    return out
 
 
 def memory_child(root: str, db: str, model: str) -> None:
@@ -332,6 +373,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--search-entries", type=int, default=100_000)
     parser.add_argument("--search-repeats", type=int, default=30)
+    parser.add_argument("--search-against", metavar="GIT_REF",
+                        help="also time the search code of this commit, side by side")
     parser.add_argument("--memory-sizes", default="2000,20000")
     parser.add_argument("--skip", default="", help="comma list of throughput,search,memory")
     parser.add_argument("--json", type=Path)
@@ -365,18 +408,26 @@ def main() -> None:
 
         db = args.cache / f"search_{args.search_entries}_v{SCHEMA_VERSION}.sqlite"
         build_search_index(db, args.search_entries)
-        s = bench_search(db, args.search_repeats)
+        s = bench_search(db, args.search_repeats, args.search_against)
         s["entries"] = args.search_entries
+        ref = args.search_against
         print(f"\nsearch over {args.search_entries:,} entries (first page of 100 + count):")
-        print(f"{'query':70} {'total':>7} {'p50 ms':>7} {'p95 ms':>7} {'cpu p95':>7}")
+        print(f"{'query':62} {'total':>7} {'p50 ms':>7} {'p95 ms':>7} {'cpu p95':>7}"
+              + (f" | {ref[:12]:>12} p50 {'p95':>6} {'ratio':>6}" if ref else ""))
         for q in s["queries"]:
-            print(f"{json.dumps(q['query'])[:70]:70} {q['total']:7d} {q['p50_ms']:7.1f} "
-                  f"{q['p95_ms']:7.1f} {q['cpu_p95_ms']:7.1f}")
+            line = (f"{json.dumps(q['query'])[:62]:62} {q['total']:7d} {q['p50_ms']:7.1f} "
+                    f"{q['p95_ms']:7.1f} {q['cpu_p95_ms']:7.1f}")
+            if ref:
+                a = q["against"]
+                line += (f" | {a['p50_ms']:16.1f} {a['p95_ms']:6.1f} "
+                         f"{a['p50_ms'] / q['p50_ms']:5.2f}x")
+            print(line)
         s["loadavg"] = os.getloadavg()
-        print(f"all queries: p50 {s['p50_ms']:.1f} ms, p95 {s['p95_ms']:.1f} ms, "
-              f"max {s['max_ms']:.1f} ms wall; CPU p50 {s['cpu_p50_ms']:.1f} ms, p95 "
-              f"{s['cpu_p95_ms']:.1f} ms (load average {s['loadavg'][0]:.1f} on "
-              f"{os.cpu_count()} cores)")
+        for name, st in [("current", s)] + ([(ref, s["against"])] if ref else []):
+            print(f"{name}: all queries p50 {st['p50_ms']:.1f} ms, p95 {st['p95_ms']:.1f} ms, "
+                  f"max {st['max_ms']:.1f} ms wall; CPU p50 {st['cpu_p50_ms']:.1f} ms, p95 "
+                  f"{st['cpu_p95_ms']:.1f} ms")
+        print(f"(load average {s['loadavg'][0]:.1f} on {os.cpu_count()} cores)")
         result["search"] = s
     if "memory" not in skip:
         sizes = [int(x) for x in args.memory_sizes.split(",")]

@@ -126,11 +126,12 @@ def _queries(seed: int) -> list[SearchQuery]:
     return queries
 
 
-@pytest.mark.parametrize("few", [None, 3], ids=["sorted-when-few", "walked-when-many"])
+@pytest.mark.parametrize("few", [None, 400, 3],
+                         ids=["sorted-when-few", "mixed", "walked-when-many"])
 def test_each_plan_gives_the_reference_page_and_total(random_index: sqlite3.Connection,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       few: int | None) -> None:
-    if few is not None:  # with a tiny threshold, object and tag searches take the walk
+    if few is not None:  # with a lower threshold, object and tag searches take the walk
         monkeypatch.setattr(importlib.import_module("detforge.library.search"), "_FEW", few)
     checked = 0
     for q in _queries(seed=1):
