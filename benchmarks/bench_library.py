@@ -43,8 +43,16 @@ from typing import Any
 import numpy as np
 
 
-def make_library(root: Path, n: int, *, seed: int = 0, small: bool = False) -> int:
-    """``n`` mixed files under ``root`` (reused when present); returns the file count."""
+def make_library(root: Path, n: int, *, seed: int = 0, small: bool = False,
+                 photo_size: tuple[int, int] | None = None) -> int:
+    """``n`` mixed files under ``root`` (reused when present); returns the file count.
+
+    ``photo_size`` (width, height): photos at that size instead of 640x480 / 960x720, made
+    by enlarging the 960x720 picture (smooth, so they decode faster than real photos of that
+    size would: a conservative stand-in for a camera roll).
+    """
+    import cv2
+
     from detforge.library.synth import save_image, write_dng
     from detforge.testing import random_image, write_video
 
@@ -58,8 +66,11 @@ def make_library(root: Path, n: int, *, seed: int = 0, small: bool = False) -> i
         folder = root / f"{2015 + i % 10}" / f"{i // 200:03d}"
         make, model = cams[i % 3]
         when = f"{2015 + i % 10}:{1 + i % 12:02d}:{1 + i % 28:02d} 12:00:00"
-        h, w = (120, 160) if small else ((480, 640) if i % 2 else (720, 960))
+        h, w = (120, 160) if small else ((480, 640) if i % 2 and not photo_size else (720, 960))
         img = random_image(h, w, seed=seed + i, shapes=8)
+        if photo_size and i % 100 < 98:
+            w, h = photo_size
+            img = np.asarray(cv2.resize(img, photo_size, interpolation=cv2.INTER_LINEAR))
         kind = i % 100
         if small or kind < 80:
             save_image(folder / f"IMG_{i:05d}.jpg", img, "JPEG", quality=90, make=make,
@@ -371,6 +382,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/detforge-bench-library"))
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--photo-size", metavar="WxH",
+                        help="photos at this size (e.g. 4032x3024, a phone camera's 12 MP)")
     parser.add_argument("--search-entries", type=int, default=100_000)
     parser.add_argument("--search-repeats", type=int, default=30)
     parser.add_argument("--search-against", metavar="GIT_REF",
@@ -390,8 +403,13 @@ def main() -> None:
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "python": platform.python_version()}}
     if "throughput" not in skip:
+        size = None
         root = args.cache / f"mixed_{args.files}"
-        n = make_library(root, args.files)
+        if args.photo_size:
+            w, _, h = args.photo_size.partition("x")
+            size = (int(w), int(h))
+            root = args.cache / f"mixed_{args.files}_{args.photo_size}"
+        n = make_library(root, args.files, photo_size=size)
         model = make_model(args.cache)
         rows = []
         for runner in (run_baseline, run_index):  # one run each, side by side
@@ -401,7 +419,7 @@ def main() -> None:
                   f"{row['files_per_s']:7.1f} files/s", flush=True)
         ratio = rows[1]["files_per_s"] / rows[0]["files_per_s"]
         print(f"index_library vs three-phase baseline: {ratio:.2f}x ({n} files)")
-        result["throughput"] = {"rows": rows, "ratio": ratio, "files": n,
+        result["throughput"] = {"rows": rows, "ratio": ratio, "files": n, "photo_size": size,
                                 "loadavg": os.getloadavg()}
     if "search" not in skip:
         from detforge.library import SCHEMA_VERSION

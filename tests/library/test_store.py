@@ -69,13 +69,18 @@ def test_migrations_upgrade_an_older_index_step_by_step(tmp_path: Path,
     step = "ALTER TABLE files ADD COLUMN rating INTEGER; UPDATE files SET rating = 3;"
     monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, step])
     monkeypatch.setattr(store, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
-    with pytest.raises(LibraryDatabaseError, match="older"):
-        open_store(db, readonly=True)
-    con = open_store(db)
+    with monkeypatch.context() as m:  # root may write anything: say this user may not
+        m.setattr(store.os, "access", lambda *_: False)
+        with pytest.raises(LibraryDatabaseError, match="older.*detforge library index ROOT"):
+            open_store(db, readonly=True)
+    assert schema_version(sqlite3.connect(db)) == SCHEMA_VERSION
+    con = open_store(db, readonly=True)  # a user who may write it upgrades it, even to read
     assert schema_version(con) == SCHEMA_VERSION + 1
     assert con.execute("SELECT path, rating FROM files").fetchall() == [("/a.jpg", 3)]
     assert con.execute("SELECT value FROM library_meta WHERE key='schema_version'"
                        ).fetchone()[0] == str(SCHEMA_VERSION + 1)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        con.execute("DELETE FROM files")
 
 
 def test_a_failing_migration_leaves_the_last_good_version(tmp_path: Path,

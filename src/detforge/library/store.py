@@ -13,6 +13,7 @@ user_version`` holds the schema version. Opening a database upgrades it through
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -168,7 +169,8 @@ def open_store(path: str | Path, *, readonly: bool = False) -> sqlite3.Connectio
 
     Args:
         path: The database file.
-        readonly: Open for reading only: the file must exist at the current schema.
+        readonly: Open for reading only: the file must exist. An index at an older schema
+            is upgraded first when this user can write it.
 
     Returns:
         A connection in autocommit mode (transactions are explicit ``BEGIN`` / ``COMMIT``),
@@ -177,7 +179,7 @@ def open_store(path: str | Path, *, readonly: bool = False) -> sqlite3.Connectio
 
     Raises:
         LibraryDatabaseError: Not a library index, damaged, from a newer detforge, or (read
-            only) missing or at an older schema.
+            only) missing, or at an older schema that this user cannot write.
 
     Example:
         >>> con = open_store(":memory:")
@@ -199,10 +201,24 @@ def open_store(path: str | Path, *, readonly: bool = False) -> sqlite3.Connectio
             con = sqlite3.connect(name, check_same_thread=False, timeout=30,
                                   isolation_level=None)
         _check_and_upgrade(con, name, readonly=readonly)
+    except _OlderSchema as exc:
+        # An index from an older detforge is upgraded once by whoever may write it, even
+        # through a read-only open (search, stats, serve): the upgrade changes no data.
+        parent = Path(name).absolute().parent
+        if exc.version < 1 or not (os.access(name, os.W_OK) and os.access(parent, os.W_OK)):
+            raise
+        open_store(name).close()
+        return open_store(name, readonly=True)
     except sqlite3.DatabaseError as exc:
         raise LibraryDatabaseError(f"{name}: not a readable SQLite database ({exc}); pass "
                                    f"another --db or delete the file to start over") from exc
     return con
+
+
+class _OlderSchema(LibraryDatabaseError):
+    def __init__(self, message: str, *, version: int) -> None:
+        super().__init__(message)
+        self.version = version
 
 
 def _check_and_upgrade(con: sqlite3.Connection, name: str, *, readonly: bool) -> None:
@@ -226,9 +242,10 @@ def _check_and_upgrade(con: sqlite3.Connection, name: str, *, readonly: bool) ->
         return
     if readonly:
         con.close()
-        raise LibraryDatabaseError(
-            f"{name}: schema version {version} is older than {SCHEMA_VERSION}; upgrade it "
-            f"by running `detforge library index` on it once")
+        raise _OlderSchema(
+            f"{name}: schema version {version} is older than {SCHEMA_VERSION} and this user "
+            f"cannot write it; upgrade it with `detforge library index ROOT --db {name}` as "
+            f"a user who can", version=version)
     for step in range(version, SCHEMA_VERSION):
         # One transaction per step (the version pragma is part of it): a crash or a failing
         # statement leaves the database at the last complete version.
