@@ -94,3 +94,33 @@ def test_public_api_and_light_import() -> None:
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_pixel_cap_from_the_option_or_the_environment(tmp_path: Path,
+                                                      monkeypatch: Any) -> None:
+    from detforge.library.synth import save_image
+    from detforge.testing import random_image
+
+    root = tmp_path / "lib"
+    save_image(root / "big.jpg", random_image(400, 600, seed=1), "JPEG")  # 240,000 px
+    save_image(root / "small.jpg", random_image(100, 150, seed=2), "JPEG")  # 15,000 px
+
+    def errors(db: Path, *extra: str) -> dict[str, str | None]:
+        res = runner.invoke(app, ["library", "index", str(root), "--db", str(db),
+                                  "--no-progress", *extra])
+        assert res.exit_code == 0, res.output
+        with sqlite3.connect(db) as con:
+            return {Path(p).name: e for p, e in con.execute("SELECT path, error FROM files")}
+
+    got = errors(tmp_path / "opt.sqlite", "--max-pixels", "100000")
+    assert got["small.jpg"] is None and "600x400 pixels is over the 100,000-pixel cap" in str(
+        got["big.jpg"]) and "--max-pixels or $DETFORGE_MAX_PIXELS" in str(got["big.jpg"])
+    monkeypatch.setenv("DETFORGE_MAX_PIXELS", "10000")
+    got = errors(tmp_path / "env.sqlite")
+    assert all("pixel cap" in str(e) for e in got.values())
+    monkeypatch.delenv("DETFORGE_MAX_PIXELS")
+    assert set(errors(tmp_path / "default.sqlite").values()) == {None}
+    res = runner.invoke(app, ["library", "index", str(root), "--db", str(tmp_path / "x.sqlite"),
+                              "--max-pixels", "0"])
+    assert res.exit_code == 2 and res.output.startswith("ConfigError:") and len(
+        res.output.strip().splitlines()) == 1

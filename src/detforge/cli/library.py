@@ -40,6 +40,9 @@ def index_command(
     prune: Annotated[bool, typer.Option(help="Drop rows of files that are gone.")] = False,
     retry_errors: Annotated[bool, typer.Option(help="Retry files that failed before.")] = False,
     commit_every: Annotated[int, typer.Option(help="Files per transaction.")] = 64,
+    max_pixels: Annotated[int | None, typer.Option(
+        help="Refuse images with more pixels (default $DETFORGE_MAX_PIXELS, else "
+             "250,000,000).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     ray: Annotated[str | None, typer.Option("--ray", metavar="[ADDRESS]", help=RAY_HELP)]
     = None,
@@ -58,7 +61,7 @@ def index_command(
                       imgsz=parse_imgsz(imgsz), video_sampling=video_sampling,
                       video_every_s=video_every, max_video_frames=max_video_frames,
                       prune=prune, retry_errors=retry_errors, commit_every=commit_every,
-                      progress=progress, ray=ray)
+                      max_pixels=max_pixels, progress=progress, ray=ray)
     typer.echo(f"{s.files} files in {s.wall_s:.1f} s ({s.files_per_s:.1f} files/s): "
                f"{s.analysed} analysed, {s.unchanged} unchanged, {s.linked} linked "
                f"({s.moved} moved), {s.errors} unreadable, {s.other} unsupported")

@@ -1,9 +1,10 @@
 """Decode any supported still image to RGB, once, at no more than the size the analysis needs.
 
-* JPEG, PNG, WebP, TIFF, BMP: OpenCV (EXIF orientation applied). A JPEG is decoded by
-  libjpeg at 1/2, 1/4 or 1/8 scale when that still covers ``min_side`` (the DCT-domain
-  scaling OpenCV exposes as ``IMREAD_REDUCED_COLOR_*``): a 12-megapixel photo analysed at
-  640 pixels costs about a tenth of a full decode.
+* JPEG, PNG, WebP, TIFF, BMP: detforge's checked opener (:mod:`detforge.core.imageio`:
+  format told by the magic bytes, header capped before decoding, OpenCV with the EXIF
+  orientation applied). A JPEG is decoded by libjpeg at 1/2, 1/4 or 1/8 scale when that
+  still covers ``min_side`` (DCT-domain scaling): a 12-megapixel photo analysed at 640
+  pixels costs about a tenth of a full decode.
 * HEIC / HEIF / AVIF: Pillow with the pillow-heif plug-in (``library`` extra).
 * DNG and camera RAW: rawpy (LibRaw, ``library`` extra): the embedded JPEG preview when it
   covers ``min_side``, else a half-size demosaic with the camera's white balance.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,14 +26,25 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detforge.core.errors import MissingExtraError
+from detforge.core.imageio import MAX_PIXELS_ENV, resolve_max_pixels
 from detforge.library.formats import Kind
 
 __all__ = ["DEFAULT_MAX_PIXELS", "Decoded", "UndecodableError", "decode_still",
-           "register_heif"]
+           "library_max_pixels", "register_heif"]
 
-DEFAULT_MAX_PIXELS = 250_000_000
-_REDUCED = ((8, "IMREAD_REDUCED_COLOR_8"), (4, "IMREAD_REDUCED_COLOR_4"),
-            (2, "IMREAD_REDUCED_COLOR_2"))
+DEFAULT_MAX_PIXELS = 250_000_000  # above core's 64 MP: a camera roll holds panoramas
+
+
+def library_max_pixels(value: int | None = None) -> int:
+    """The library's pixel cap: ``value``, else ``$DETFORGE_MAX_PIXELS``, else
+    :data:`DEFAULT_MAX_PIXELS`; checked as everywhere else in detforge.
+
+    Raises:
+        ConfigError: Not a positive integer, or over OpenCV's limit.
+    """
+    if value is None and not os.environ.get(MAX_PIXELS_ENV, "").strip():
+        return DEFAULT_MAX_PIXELS
+    return resolve_max_pixels(value)
 
 
 class UndecodableError(Exception):
@@ -98,30 +111,29 @@ def decode_still(data: bytes, kind: Kind, *, min_side: int = 0,
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise UndecodableError(f"{width}x{height} pixels is over the {max_pixels:,}-pixel cap "
-                               f"(a decompression bomb, or raise --max-pixels)")
+                               f"(a decompression bomb, or raise --max-pixels or "
+                               f"${MAX_PIXELS_ENV})")
 
 
 def _decode_cv2(data: bytes, min_side: int, max_pixels: int) -> Decoded:
-    import cv2
+    """JPEG, PNG, WebP, TIFF, BMP through detforge's checked opener (known formats by their
+    magic bytes, header parsed and capped before decoding; :mod:`detforge.core.imageio`)."""
+    from detforge.core.imageio import ImageError, decode_image, read_header
 
-    width, height = _header_size(data)
-    _check_pixels(width, height, max_pixels)
-    flag = cv2.IMREAD_COLOR
-    if data[:2] == b"\xff\xd8" and min_side > 0:
-        for factor, name in _REDUCED:
-            if min(width, height) // factor >= min_side:
-                flag = getattr(cv2, name)
-                break
-    buf = np.frombuffer(data, np.uint8)
-    bgr = cv2.imdecode(buf, flag)
-    if bgr is None:
-        raise UndecodableError("not a decodable image (corrupt, truncated or unknown format)")
-    h, w = bgr.shape[:2]
-    if flag == cv2.IMREAD_COLOR:
-        width, height = w, h
-    elif (h > w) != (height > width) and h != w:  # OpenCV turned it upright (EXIF)
-        width, height = height, width
-    return Decoded(np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8), width, height)
+    try:
+        header = read_header(data)
+        _check_pixels(header.width, header.height, max_pixels)
+        factor = 1
+        if header.format == "JPEG" and min_side > 0:
+            factor = next((f for f in (8, 4, 2)
+                           if min(header.width, header.height) // f >= min_side), 1)
+        rgb = decode_image(data, max_pixels=max_pixels, reduce=factor)
+    except ImageError as exc:
+        raise UndecodableError(exc.reason) from exc
+    if factor == 1:  # the decoded image is the upright original
+        return Decoded(rgb, rgb.shape[1], rgb.shape[0])
+    height, width = header.displayed_hw
+    return Decoded(rgb, width, height)
 
 
 @contextlib.contextmanager
@@ -142,14 +154,6 @@ def _pillow_errors(what: str) -> Iterator[None]:
                                f"header)") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise UndecodableError(f"not a decodable {what} ({exc})") from exc
-
-
-def _header_size(data: bytes) -> tuple[int, int]:
-    """Stored (not upright) width and height from the header, through Pillow."""
-    from PIL import Image
-
-    with _pillow_errors("image"), Image.open(io.BytesIO(data)) as im:
-        return int(im.size[0]), int(im.size[1])
 
 
 def _decode_pillow(data: bytes, max_pixels: int, *, heif: bool) -> Decoded:

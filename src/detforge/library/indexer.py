@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from detforge.core.errors import ConfigError, MissingExtraError
-from detforge.library.decode import DEFAULT_MAX_PIXELS
+from detforge.library.decode import library_max_pixels
 from detforge.library.indexrun import (
     EXTRAS,
     IndexRun,
@@ -77,7 +77,7 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
                   video_sampling: str = "uniform", video_every_s: float = 1.0,
                   max_video_frames: int = 300, prune: bool = False,
                   retry_errors: bool = False, commit_every: int = 64,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
+                  max_pixels: int | None = None, progress: bool = True,
                   ray: str | None = None) -> IndexSummary:
     """Index every photo and video under ``root`` into the SQLite database ``db``.
 
@@ -101,7 +101,8 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
         prune: Delete the rows of indexed files under ``root`` that no longer exist.
         retry_errors: Analyse again unchanged files that failed before.
         commit_every: Files per transaction.
-        max_pixels: Refuse images with more pixels (decompression bombs).
+        max_pixels: Refuse images with more pixels (decompression bombs); default
+            ``$DETFORGE_MAX_PIXELS``, else 250,000,000 (a library holds panoramas).
         progress: Show a progress bar with per-phase throughput.
         ray: Run the analysis and the detector on the Ray cluster at this address
             (``local``: one started for the run; see :mod:`detforge.scale`); the planner,
@@ -133,6 +134,7 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
         raise ConfigError("--video-every must be positive, --max-video-frames and "
                           "--commit-every at least 1")
     phase_set = parse_phases(phases, model=model is not None, tagger=tagger is not None)
+    cap = library_max_pixels(max_pixels)
     db_path = Path(db).absolute()
     con = open_store(db_path)
     reader = open_store(db_path)
@@ -158,7 +160,7 @@ def index_library(root: str | Path, *, db: str | Path = "library.sqlite",
         bar = tqdm(total=total, unit="file", disable=not progress, dynamic_ncols=True,
                    desc="index")
         run = IndexRun(root, db=db_path, phases=phase_set, model=loaded_model, model_id=model_id,
-                   tagger=loaded_tagger, writer=writer, planner=planner, max_pixels=max_pixels,
+                   tagger=loaded_tagger, writer=writer, planner=planner, max_pixels=cap,
                    video={"sampling": video_sampling, "every_s": video_every_s,
                           "max_frames": max_video_frames}, progress=bar)
         run.summary.files = total
