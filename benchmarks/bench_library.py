@@ -18,6 +18,10 @@ Three measurements, each side by side in one run (the machine is shared; quote r
 Usage::
 
     .venv/bin/python benchmarks/bench_library.py --json benchmarks/results/library.json
+    # photos at a phone camera's size instead of 640x480 / 960x720
+    .venv/bin/python benchmarks/bench_library.py --skip search,memory --photo-size 4032x3024
+    # search, side by side with the search code of another commit
+    .venv/bin/python benchmarks/bench_library.py --skip throughput,memory --search-against REF
 
 Prints tables and writes the JSON. Not run by the tests.
 """

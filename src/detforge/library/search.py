@@ -369,10 +369,10 @@ def _page_by_content(con: sqlite3.Connection, q: SearchQuery, where: str, args: 
     page = [-1 if q.limit is None else q.limit, q.offset]
     from_set = (f"FROM {tables} CROSS JOIN files f INDEXED BY files_by_content WHERE {conds} "
                 f"AND f.hash = s0.hash AND {where}")
-    narrowed = (q.after, q.before, q.camera, q.lens, q.min_sharpness, q.max_sharpness, q.kind,
-                q.terms, q.near_duplicates_of)
-    alone = len(q.objects) + len(q.tags) == 1 and all(v is None or v == () for v in narrowed)
-    if most <= _FEW or not alone:
+    narrowed = any(v not in (None, ()) for v in (
+        q.after, q.before, q.camera, q.lens, q.min_sharpness, q.max_sharpness, q.kind, q.terms,
+        q.near_duplicates_of))
+    if most <= _FEW or narrowed or len(q.objects) + len(q.tags) > 1:
         cursor = con.execute(f"SELECT f.id {from_set}", values + args)
         found = cursor.fetchmany(_FEW + 1)
         if len(found) <= _FEW:
@@ -387,6 +387,7 @@ def _page_by_content(con: sqlite3.Connection, q: SearchQuery, where: str, args: 
         f"SELECT f.id FROM files f INDEXED BY files_search WHERE {where} AND f.hash IN "
         f"(SELECT s0.hash FROM {tables} WHERE {conds}) ORDER BY f.date DESC, f.path "
         f"LIMIT ? OFFSET ?", args + values + page)], total
+
 
 def _attach(con: sqlite3.Connection, records: Sequence[dict[str, Any]]) -> None:
     """Add ``objects``, ``tags`` and ``exposure`` to each record."""
