@@ -281,7 +281,7 @@ def _parse(fh: io.BufferedReader | io.BytesIO, name: str | Path) -> Image.Image:
             raise ImageError(f"{other} images are not supported (their header cannot be "
                              f"checked before decoding); convert it to {_SUPPORTED}",
                              path=name, kind="unsupported")
-        raise ImageError(f"not a decodable image (unknown format, or corrupt); send "
+        raise ImageError(f"not a decodable image (unknown format, or corrupt); expected "
                          f"{_SUPPORTED}", path=name, kind="corrupt")
     try:
         im = _plugin(fmt)(fh)
